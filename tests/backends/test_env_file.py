@@ -1,0 +1,158 @@
+"""env and file backends: the shared contract, plus what is particular to each."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+import tokenstore
+from tests.contract import ContractTarget, ProviderContract, canary
+from tokenstore.backends.env import EnvBackend
+from tokenstore.backends.file import FileBackend
+
+pytestmark = pytest.mark.backend("local")
+
+
+class TestEnvContract(ProviderContract):
+    @pytest.fixture
+    def target(self, monkeypatch: pytest.MonkeyPatch) -> ContractTarget:
+        value = canary()
+        monkeypatch.setenv("TS_TEST_TOKEN", value)
+        monkeypatch.delenv("TS_TEST_MISSING", raising=False)
+        return ContractTarget(
+            make=lambda: EnvBackend("TS_TEST_TOKEN"),
+            initial=value,
+            write_out_of_band=lambda v: monkeypatch.setenv("TS_TEST_TOKEN", v),
+            make_missing=lambda: EnvBackend("TS_TEST_MISSING"),
+            writable=False,
+        )
+
+
+class TestFileContract(ProviderContract):
+    @pytest.fixture
+    def target(self, tmp_path: Path) -> ContractTarget:
+        value = canary()
+        path = tmp_path / "token"
+        path.write_text(value + "\n")
+        path.chmod(0o600)
+
+        def write(v: str) -> None:
+            # the way Kubernetes does it: a new file swapped in, so inode and mtime change
+            tmp = tmp_path / "token.new"
+            tmp.write_text(v)
+            os.replace(tmp, path)
+
+        return ContractTarget(
+            make=lambda: FileBackend(path),
+            initial=value,
+            write_out_of_band=write,
+            make_missing=lambda: FileBackend(tmp_path / "nope"),
+            writable=True,
+        )
+
+
+class TestFileJsonKeyContract(ProviderContract):
+    @pytest.fixture
+    def target(self, tmp_path: Path) -> ContractTarget:
+        import json
+
+        value = canary()
+        path = tmp_path / "secret.json"
+        path.write_text(json.dumps({"access_token": value, "other": "x"}))
+
+        def write(v: str) -> None:
+            tmp = tmp_path / "n.json"
+            tmp.write_text(json.dumps({"access_token": v, "other": "x"}))
+            os.replace(tmp, path)
+
+        return ContractTarget(
+            make=lambda: FileBackend(path, key="access_token"),
+            initial=value,
+            write_out_of_band=write,
+            make_missing=lambda: FileBackend(tmp_path / "missing.json", key="access_token"),
+            writable=True,
+        )
+
+
+def test_env_empty_and_whitespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TS_EMPTY", "  ")
+    with pytest.raises(tokenstore.SecretMalformed, match="env:TS_EMPTY: environment variable is empty"):
+        EnvBackend("TS_EMPTY").get_token()
+    secret = canary()
+    monkeypatch.setenv("TS_TWO", f"{secret} {secret}")
+    with pytest.raises(tokenstore.SecretMalformed) as info:
+        EnvBackend("TS_TWO").get_token()
+    assert secret not in str(info.value)
+
+
+def test_file_reload_only_on_change(tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    first = canary()
+    path.write_text(first)
+    backend = FileBackend(path)
+    a = backend.get_token()
+    assert backend.get_token() is a  # unchanged file: same object, no re-read
+    second = canary()
+    path.write_text(second + "-longer")
+    assert backend.get_token().reveal() == second + "-longer"
+
+
+def test_file_warns_when_group_readable(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "t"
+    value = canary()
+    path.write_text(value)
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="tokenstore"):
+        FileBackend(path).get_token()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("readable by group or others (mode 0644)" in w and str(path) in w for w in warnings)
+    assert all(value not in w for w in warnings)
+    caplog.clear()
+    path.chmod(0o600)
+    with caplog.at_level(logging.WARNING, logger="tokenstore"):
+        FileBackend(path).get_token()
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_file_put_is_atomic_and_private(tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    path.write_text(canary())
+    path.chmod(0o600)
+    backend = FileBackend(path)
+    new = canary()
+    backend.put_token(new)
+    assert path.read_text() == new + "\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]  # no temporary file left behind
+
+
+def test_file_put_refuses_whitespace(tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    old = canary()
+    path.write_text(old)
+    with pytest.raises(tokenstore.SecretMalformed):
+        FileBackend(path).put_token("two words")
+    assert path.read_text() == old
+
+
+def test_file_malformed_contents(tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    secret = canary()
+    path.write_text(f"{secret}\n{secret}\n")
+    with pytest.raises(tokenstore.SecretMalformed) as info:
+        FileBackend(path).get_token()
+    assert secret not in str(info.value) and str(path) in str(info.value)
+    path.write_text(f'{{"nope": "{secret}"}}')
+    with pytest.raises(tokenstore.SecretNotFound, match="no key 'access_token'") as info2:
+        FileBackend(path, key="access_token").get_token()
+    assert secret not in str(info2.value)
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(tokenstore.SecretMalformed, match="not UTF-8"):
+        FileBackend(path).get_token()
+    path.write_text("")
+    with pytest.raises(tokenstore.SecretMalformed, match="empty"):
+        FileBackend(path).get_token()

@@ -1,0 +1,253 @@
+"""The provider contract: every backend's tests subclass :class:`ProviderContract` and so run all of this.
+
+A subclass provides one fixture, ``target``, returning a :class:`ContractTarget` that points at a real store
+(a local server, a file, an environment variable) whose secret currently holds ``target.initial``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+import tokenstore
+from tokenstore import CachePolicy, CachingProvider, Token, TokenProvider
+
+
+def canary(prefix: str = "EAAG") -> str:
+    """A token-shaped random value that must never appear anywhere but on the wire."""
+    return prefix + "CANARY" + secrets.token_urlsafe(24).replace("-", "x").replace("_", "y")
+
+
+@dataclass
+class ContractTarget:
+    #: builds a fresh raw (uncached) provider for the secret
+    make: Callable[[], TokenProvider]
+    #: the value the secret holds when the test starts
+    initial: str
+    #: writes a new value to the store out of band (another party rotating it); None if impossible
+    write_out_of_band: Callable[[str], None] | None = None
+    #: builds a provider for a secret that does not exist; None to skip that check
+    make_missing: Callable[[], TokenProvider] | None = None
+    #: whether put_token must work
+    writable: bool = False
+    #: extra values never to be seen in logs or messages (credentials of the store)
+    secrets: list[str] = field(default_factory=list)
+
+
+class FakeClock:
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Counting(TokenProvider):
+    """Wraps a provider and counts backend calls (sync and async)."""
+
+    def __init__(self, inner: TokenProvider) -> None:
+        self.inner = inner
+        self.source = inner.source
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def get_token(self) -> Token:
+        with self._lock:
+            self.calls += 1
+        return self.inner.get_token()
+
+    async def aget_token(self) -> Token:
+        with self._lock:
+            self.calls += 1
+        return await self.inner.aget_token()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def assert_clean(text: str, *values: str) -> None:
+    for value in values:
+        assert value not in text, "a secret value leaked into captured text"
+
+
+class ProviderContract:
+    """Behaviour every backend must show. Subclasses define the ``target`` fixture."""
+
+    @pytest.fixture
+    def target(self) -> ContractTarget:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @pytest.fixture(autouse=True)
+    def _debug_logs(self, caplog: pytest.LogCaptureFixture) -> None:
+        caplog.set_level(logging.DEBUG)
+
+    def _leak_check(self, target: ContractTarget, caplog: pytest.LogCaptureFixture, *extra: str) -> None:
+        text = "\n".join(r.getMessage() + (str(r.exc_info[1]) if r.exc_info else "") for r in caplog.records)
+        assert_clean(text, target.initial, *target.secrets, *extra)
+
+    def test_reads_current_value(self, target: ContractTarget, caplog: pytest.LogCaptureFixture) -> None:
+        with target.make() as provider:
+            token = provider.get_token()
+            assert isinstance(token, Token)
+            assert token.reveal() == target.initial
+            assert token.source == provider.source
+            for shown in (str(token), repr(token), f"{token}", repr(provider), provider.source):
+                assert_clean(shown, target.initial)
+            assert token.fingerprint == tokenstore.fingerprint_of(target.initial)
+        self._leak_check(target, caplog)
+
+    async def test_async_reads_current_value(self, target: ContractTarget) -> None:
+        provider = target.make()
+        try:
+            token = await provider.aget_token()
+            assert token.reveal() == target.initial
+        finally:
+            await provider.aclose()
+
+    def test_raw_provider_sees_out_of_band_change(self, target: ContractTarget) -> None:
+        if target.write_out_of_band is None:
+            pytest.skip("n/a: this store cannot be written out of band")
+        new = canary()
+        with target.make() as provider:
+            assert provider.get_token().reveal() == target.initial
+            target.write_out_of_band(new)
+            provider.invalidate()
+            assert provider.get_token().reveal() == new
+
+    def test_cached_rotation_within_ttl_and_after_invalidate(
+        self, target: ContractTarget, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        if target.write_out_of_band is None:
+            pytest.skip("n/a: this store cannot be written out of band")
+        clock = FakeClock()
+        raw = Counting(target.make())
+        cached = CachingProvider(raw, CachePolicy(ttl=10, refresh_ahead=0, jitter=0), clock=clock)
+        with cached:
+            first = cached.get_token()
+            assert first.reveal() == target.initial
+            second = canary()
+            target.write_out_of_band(second)
+            clock.advance(5)
+            assert cached.get_token().reveal() == target.initial  # within the TTL: cached
+            assert raw.calls == 1
+            clock.advance(5.01)
+            assert cached.get_token().reveal() == second  # TTL over: rotation picked up
+            assert raw.calls == 2
+            third = canary()
+            target.write_out_of_band(third)
+            cached.invalidate()
+            assert cached.get_token().reveal() == third  # at once after invalidate()
+            assert raw.calls == 3
+        self._leak_check(target, caplog, second, third)
+
+    def test_concurrent_misses_single_flight(self, target: ContractTarget) -> None:
+        raw = Counting(target.make())
+        cached = CachingProvider(raw, CachePolicy(ttl=60, refresh_ahead=0))
+        results: list[str] = []
+        barrier = threading.Barrier(16)
+
+        def worker() -> None:
+            barrier.wait()
+            results.append(cached.get_token().reveal())
+
+        threads = [threading.Thread(target=worker) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        cached.close()
+        assert results == [target.initial] * 16
+        assert raw.calls == 1
+
+    async def test_concurrent_async_misses_single_flight(self, target: ContractTarget) -> None:
+        raw = Counting(target.make())
+        cached = CachingProvider(raw, CachePolicy(ttl=60, refresh_ahead=0))
+        tokens = await asyncio.gather(*(cached.aget_token() for _ in range(200)))
+        await cached.aclose()
+        assert {t.reveal() for t in tokens} == {target.initial}
+        assert raw.calls == 1
+
+    def test_put_token(self, target: ContractTarget, caplog: pytest.LogCaptureFixture) -> None:
+        new = canary()
+        with target.make() as provider:
+            if not target.writable:
+                assert not provider.supports_write
+                with pytest.raises(tokenstore.WriteNotSupported) as info:
+                    provider.put_token(new)
+                assert_clean(str(info.value), new)
+                return
+            assert provider.supports_write
+            version = provider.put_token(new)
+            assert version is None or isinstance(version, str)
+            provider.invalidate()
+            token = provider.get_token()
+            assert token.reveal() == new
+            if version is not None and token.version is not None:
+                assert token.version == version
+        with target.make() as fresh:
+            assert fresh.get_token().reveal() == new
+        self._leak_check(target, caplog, new)
+
+    async def test_async_put_token(self, target: ContractTarget) -> None:
+        if not target.writable:
+            pytest.skip("n/a: read-only backend (checked by test_put_token)")
+        new = canary()
+        provider = target.make()
+        try:
+            await provider.aput_token(new)
+            provider.invalidate()
+            assert (await provider.aget_token()).reveal() == new
+        finally:
+            await provider.aclose()
+
+    def test_missing_secret(self, target: ContractTarget, caplog: pytest.LogCaptureFixture) -> None:
+        if target.make_missing is None:
+            pytest.skip("n/a: no missing-secret variant for this store")
+        with target.make_missing() as provider:
+            with pytest.raises(tokenstore.SecretNotFound) as info:
+                provider.get_token()
+            message = str(info.value)
+            assert provider.source.split(":", 1)[0] in message or provider.source in message
+            assert_clean(message, target.initial, *target.secrets)
+        self._leak_check(target, caplog)
+
+    async def test_async_missing_secret(self, target: ContractTarget) -> None:
+        if target.make_missing is None:
+            pytest.skip("n/a: no missing-secret variant for this store")
+        provider = target.make_missing()
+        try:
+            with pytest.raises(tokenstore.SecretNotFound):
+                await provider.aget_token()
+        finally:
+            await provider.aclose()
+
+    def test_close_is_idempotent(self, target: ContractTarget) -> None:
+        provider = target.make()
+        provider.get_token()
+        provider.close()
+        provider.close()
+
+    def test_pickle_refused(self, target: ContractTarget) -> None:
+        import pickle
+
+        with target.make() as provider:
+            token = provider.get_token()
+        with pytest.raises(TypeError):
+            pickle.dumps(token)
+
+
+def run_coro(coro: Any) -> Any:
+    return asyncio.run(coro)

@@ -1,0 +1,383 @@
+"""YAML configuration: loading, ``${ENV}`` interpolation, validated access to sections.
+
+Every error names the file and the dotted field (``config.yaml: token.vault.path: ...``) and says what to do.
+No secret value is ever part of a message: config values are only echoed back for fields that are not
+credentials, and credentials are never literals in the file (they come from ``{env: VAR}`` or ``{file: PATH}``
+references, or from the stores' own credential chains).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ._errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "ENV_CONFIG_VAR",
+    "SecretRef",
+    "Section",
+    "find_config_path",
+    "load_config",
+]
+
+ENV_CONFIG_VAR = "TOKENSTORE_CONFIG"
+DEFAULT_CONFIG_FILE = "tokenstore.yaml"
+
+_REQUIRED: Any = object()
+_INTERP = re.compile(r"\$\$|\$\{([^}]*)\}")
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(value), type(value).__name__)
+
+
+def _name(name: str) -> str:
+    """An environment variable's name for a message; an implausibly long one may be a pasted secret."""
+    return name if len(name) <= 64 else "(a name too long to be a variable: was a credential pasted here?)"
+
+
+def find_config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """Resolve the config file: the argument, else ``$TOKENSTORE_CONFIG``, else ``./tokenstore.yaml``."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get(ENV_CONFIG_VAR)
+    if env:
+        return Path(env)
+    default = Path(DEFAULT_CONFIG_FILE)
+    if default.exists():
+        return default
+    raise ConfigError(
+        f"no config file given: pass a path (--config FILE), set ${ENV_CONFIG_VAR}, "
+        f"or create ./{DEFAULT_CONFIG_FILE} (see config.example.yaml)"
+    )
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Read a YAML config file, interpolate ``${VAR}`` / ``${VAR:-default}``, and check its top level.
+
+    Returns the plain dict; ``Section(cfg[...], path=..., source=...)`` gives validated access to a part.
+    """
+    import yaml
+
+    file = find_config_path(path)
+    source = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", source=source) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, expected a YAML config file", source=source) from None
+    except PermissionError:
+        raise ConfigError("cannot read the config file (permission denied)", source=source) from None
+    except UnicodeDecodeError:
+        raise ConfigError("the config file is not UTF-8 text", source=source) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or "syntax error"
+        # the YAML library's own message quotes the offending text, which may be a secret: keep our own
+        raise ConfigError(f"invalid YAML{where}: {problem}", source=source) from None
+    if data is None:
+        raise ConfigError("the config file is empty; see config.example.yaml", source=source)
+    if not isinstance(data, dict):
+        raise ConfigError(f"the top level must be a mapping, got {_type_name(data)}", source=source)
+    result = interpolate(data, environ=os.environ if environ is None else environ, source=source)
+    assert isinstance(result, dict)
+    check_top_level(result, source=source)
+    return result
+
+
+TOP_LEVEL_KEYS = ("whatsapp", "token", "app_secret")
+
+
+def check_top_level(config: Mapping[str, Any], *, source: str | None) -> None:
+    """Reject unknown top-level keys (``x-`` prefixed keys are free for YAML anchors)."""
+    for key in config:
+        if not isinstance(key, str):
+            raise ConfigError(f"top-level keys must be strings, got {_type_name(key)}", source=source)
+        if key.startswith("x-") or key in TOP_LEVEL_KEYS:
+            continue
+        raise ConfigError(
+            f"unknown top-level section{_suggest(key, TOP_LEVEL_KEYS)}; known: {', '.join(TOP_LEVEL_KEYS)}",
+            source=source,
+            field=key,
+        )
+
+
+def interpolate(value: Any, *, environ: Mapping[str, str], source: str | None, path: str = "") -> Any:
+    """Replace ``${VAR}`` (required) and ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``."""
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            sub = f"{path}.{k}" if path else str(k)
+            out[k] = interpolate(v, environ=environ, source=source, path=sub)
+        return out
+    if isinstance(value, list):
+        return [interpolate(v, environ=environ, source=source, path=f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        expr = match.group(1)
+        name, sep, default = expr.partition(":-")
+        if not _VAR_NAME.match(name):
+            raise ConfigError(
+                "bad interpolation: use ${{VAR}} or ${{VAR:-default}} (write $$ for a literal $)",
+                source=source,
+                field=path or None,
+            )
+        got = environ.get(name)
+        if got is None or (got == "" and sep):
+            if sep:
+                return default
+            raise ConfigError(
+                f"environment variable {_name(name)} is not set; set it, or give a default with ${{VAR:-value}}",
+                source=source,
+                field=path or None,
+            )
+        return got
+
+    return _INTERP.sub(replace, value)
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A credential the config points to, never contains: an environment variable or a file.
+
+    Files are re-read on every :meth:`read` (a Kubernetes projected token changes under us).
+    """
+
+    env: str | None = None
+    file: str | None = None
+    field: str = "?"
+    config_source: str | None = None
+
+    def describe(self) -> str:
+        return f"${_name(self.env)}" if self.env else f"file {self.file}"
+
+    def read(self) -> str:
+        """The credential's value, stripped of surrounding whitespace. Raises ConfigError when unavailable."""
+        if self.env:
+            value = os.environ.get(self.env)
+            if value is None or not value.strip():
+                raise ConfigError(
+                    f"environment variable {_name(self.env)} is not set or empty; set it to the credential",
+                    source=self.config_source,
+                    field=self.field,
+                )
+            return value.strip()
+        assert self.file is not None
+        try:
+            value = Path(self.file).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(
+                f"credential file {self.file} does not exist", source=self.config_source, field=self.field
+            ) from None
+        except (PermissionError, IsADirectoryError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"cannot read credential file {self.file} ({type(exc).__name__})",
+                source=self.config_source,
+                field=self.field,
+            ) from None
+        if not value.strip():
+            raise ConfigError(f"credential file {self.file} is empty", source=self.config_source, field=self.field)
+        return value.strip()
+
+
+class Section:
+    """Validated, typed access to one mapping of the config, with errors naming file and dotted field."""
+
+    __slots__ = ("data", "path", "source")
+
+    def __init__(self, data: Any, *, path: str, source: str | None = None) -> None:
+        self.path = path
+        self.source = source
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"must be a mapping, got {_type_name(data)}", source=source, field=path or None)
+        self.data: dict[str, Any] = data
+
+    def field(self, key: str | None) -> str:
+        if not key:
+            return self.path
+        return f"{self.path}.{key}" if self.path else key
+
+    def error(self, key: str | None, message: str) -> ConfigError:
+        """A ConfigError naming this file and ``<section path>.<key>``."""
+        return ConfigError(message, source=self.source, field=self.field(key) or None)
+
+    def fail(self, key: str | None, message: str) -> NoReturn:
+        raise self.error(key, message)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.data
+
+    def keys(self) -> list[str]:
+        return list(self.data)
+
+    def raw(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def reject_unknown(self, allowed: Iterable[str]) -> None:
+        allowed = list(allowed)
+        for key in self.data:
+            if key not in allowed:
+                self.fail(
+                    str(key),
+                    f"unknown option{_suggest(str(key), allowed)}; known options: {', '.join(sorted(allowed))}",
+                )
+
+    def _missing(self, key: str, what: str) -> NoReturn:
+        self.fail(key, f"required {what} is missing")
+
+    def get_str(
+        self,
+        key: str,
+        default: Any = _REQUIRED,
+        *,
+        choices: Iterable[str] | None = None,
+        allow_empty: bool = False,
+        coerce_numbers: bool = False,
+    ) -> Any:
+        """A string option (``default`` when absent; required when no default is given)."""
+        if key not in self.data or self.data[key] is None:
+            if default is _REQUIRED:
+                self._missing(key, "string")
+            return default
+        value = self.data[key]
+        if coerce_numbers and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            self.fail(key, f"must be a string, got {_type_name(value)}")
+        if not allow_empty and not value.strip():
+            self.fail(key, "must not be empty")
+        if choices is not None:
+            options = list(choices)
+            if value not in options:
+                self.fail(
+                    key,
+                    f"must be one of {', '.join(repr(c) for c in options)}, got {value!r}{_suggest(value, options)}",
+                )
+        return value
+
+    def get_bool(self, key: str, default: bool) -> bool:
+        if key not in self.data or self.data[key] is None:
+            return default
+        value = self.data[key]
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in (
+            "true",
+            "yes",
+            "on",
+            "1",
+            "false",
+            "no",
+            "off",
+            "0",
+        ):
+            return value.strip().lower() in ("true", "yes", "on", "1")
+        self.fail(key, f"must be true or false, got {_type_name(value)}")
+
+    def get_float(
+        self, key: str, default: Any = _REQUIRED, *, min: float | None = None, max: float | None = None
+    ) -> Any:
+        """A number of seconds (or any float). Strings like "30" from env interpolation are accepted."""
+        if key not in self.data or self.data[key] is None:
+            if default is _REQUIRED:
+                self._missing(key, "number")
+            return default
+        value = self.data[key]
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                self.fail(key, f"must be a number, got the string {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(key, f"must be a number, got {_type_name(value)}")
+        number = float(value)
+        if math.isnan(number) or math.isinf(number):
+            self.fail(key, "must be a finite number")
+        if min is not None and number < min:
+            self.fail(key, f"must be at least {min:g}, got {number:g}")
+        if max is not None and number > max:
+            self.fail(key, f"must be at most {max:g}, got {number:g}")
+        return number
+
+    def get_int(self, key: str, default: Any = _REQUIRED, *, min: int | None = None, max: int | None = None) -> Any:
+        if key not in self.data or self.data[key] is None:
+            if default is _REQUIRED:
+                self._missing(key, "whole number")
+            return default
+        value = self.data[key]
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, f"must be a whole number, got {_type_name(value)}")
+        if min is not None and value < min:
+            self.fail(key, f"must be at least {min}, got {value}")
+        if max is not None and value > max:
+            self.fail(key, f"must be at most {max}, got {value}")
+        return int(value)
+
+    def get_section(self, key: str, *, required: bool = False) -> Section:
+        if key not in self.data or self.data[key] is None:
+            if required:
+                self._missing(key, "section")
+            return Section({}, path=self.field(key), source=self.source)
+        return Section(self.data[key], path=self.field(key), source=self.source)
+
+    def get_secret_ref(self, key: str, *, required: bool = True) -> SecretRef | None:
+        """A credential reference: ``{env: VAR}`` or ``{file: PATH}``. Literals are refused."""
+        if key not in self.data or self.data[key] is None:
+            if required:
+                self.fail(key, "required credential reference is missing: give {env: VAR} or {file: PATH}")
+            return None
+        value = self.data[key]
+        if isinstance(value, str):
+            # never echo the value: it may be the credential itself
+            self.fail(
+                key,
+                "a credential must not be written into the config: give {env: VAR_NAME} or {file: /path}",
+            )
+        sub = Section(value, path=self.field(key), source=self.source)
+        sub.reject_unknown(("env", "file"))
+        env = sub.get_str("env", None)
+        file = sub.get_str("file", None)
+        if (env is None) == (file is None):
+            self.fail(key, "give exactly one of env or file")
+        if env is not None and not _VAR_NAME.match(env):
+            sub.fail("env", "is not an environment variable name (letters, digits, _)")
+        return SecretRef(env=env, file=file, field=self.field(key), config_source=self.source)

@@ -1,0 +1,46 @@
+"""``env``: the token in an environment variable (read on every fetch, so a changed value is seen)."""
+
+from __future__ import annotations
+
+import os
+
+from .._config import Section
+from .._errors import SecretMalformed, SecretNotFound
+from .._provider import Backend
+from .._token import Token
+
+__all__ = ["EnvBackend"]
+
+
+class EnvBackend(Backend):
+    """Reads ``os.environ[var]``. Read-only: rotate by restarting with the new value, or use another store."""
+
+    name = "env"
+
+    def __init__(self, var: str) -> None:
+        self.var = var
+        self.source = f"env:{var}"
+
+    @classmethod
+    def from_config(cls, section: Section) -> EnvBackend:
+        section.reject_unknown(("var",))
+        var = section.get_str("var", "WHATSAPP_TOKEN")
+        if not var.replace("_", "a").isalnum() or var[0].isdigit():
+            section.fail("var", "must be an environment variable name (letters, digits and _)")
+        return cls(var)
+
+    def get_token(self) -> Token:
+        value = os.environ.get(self.var)
+        if value is None:
+            raise SecretNotFound("environment variable is not set", source=self.source)
+        value = value.strip()
+        if not value:
+            raise SecretMalformed("environment variable is empty", source=self.source)
+        if any(c.isspace() for c in value):
+            raise SecretMalformed(
+                "the value contains whitespace inside it; an access token is one word", source=self.source
+            )
+        return Token(value, source=self.source)
+
+    async def aget_token(self) -> Token:
+        return self.get_token()

@@ -1,0 +1,199 @@
+"""``file``: the token in a file (a Kubernetes/Docker secret, a Vault Agent or CSI driver output).
+
+The file is re-read when it changes (a ``stat`` per fetch; the contents only when inode, size or mtime
+moved), so a secret that Kubernetes swaps under a mounted volume is seen without a restart. ``put_token``
+replaces it atomically (write a 0600 temporary file in the same folder, fsync, rename). A file that group or
+others may read is used, with one warning naming it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import stat
+import tempfile
+import threading
+from pathlib import Path
+
+from .._config import Section
+from .._errors import AccessDenied, BackendUnavailable, SecretMalformed, SecretNotFound
+from .._provider import Backend
+from .._token import Token
+
+__all__ = ["FileBackend"]
+
+logger = logging.getLogger("tokenstore.backends.file")
+
+
+class FileBackend(Backend):
+    """Reads the token from ``path`` (optionally a ``key`` of a JSON object in it). Writes atomically."""
+
+    name = "file"
+
+    def __init__(self, path: str | os.PathLike[str], *, key: str | None = None, warn_permissions: bool = True) -> None:
+        self.path = Path(path)
+        self.key = key
+        self.warn_permissions = warn_permissions
+        self.source = f"file:{self.path}" + (f"#{key}" if key else "")
+        self._lock = threading.Lock()
+        self._seen: tuple[int, int, int, int] | None = None
+        self._token: Token | None = None
+        self._warned_mode: int | None = None
+
+    @classmethod
+    def from_config(cls, section: Section) -> FileBackend:
+        section.reject_unknown(("path", "key", "warn_permissions"))
+        return cls(
+            section.get_str("path"),
+            key=section.get_str("key", None),
+            warn_permissions=section.get_bool("warn_permissions", True),
+        )
+
+    @property
+    def supports_write(self) -> bool:
+        return True
+
+    def _stat(self) -> os.stat_result:
+        try:
+            return self.path.stat()
+        except FileNotFoundError:
+            raise SecretNotFound("the file does not exist", source=self.source) from None
+        except PermissionError:
+            raise AccessDenied("permission denied reading the file's folder", source=self.source) from None
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot stat the file ({exc.strerror})", source=self.source) from exc
+
+    def _check_mode(self, st: os.stat_result) -> None:
+        mode = stat.S_IMODE(st.st_mode)
+        if self.warn_permissions and mode & 0o077 and self._warned_mode != mode:
+            self._warned_mode = mode
+            logger.warning("%s is readable by group or others (mode %04o): restrict it with chmod 600", self.path, mode)
+
+    def _parse(self, text: str) -> str:
+        if self.key is not None:
+            try:
+                data = json.loads(text)
+            except ValueError:
+                raise SecretMalformed(
+                    f"the file is not a JSON object, so key {self.key!r} cannot be read", source=self.source
+                ) from None
+            if not isinstance(data, dict):
+                raise SecretMalformed(
+                    f"the file is JSON but not an object, so key {self.key!r} cannot be read",
+                    source=self.source,
+                )
+            if self.key not in data:
+                raise SecretNotFound(f"the JSON object has no key {self.key!r}", source=self.source)
+            value = data[self.key]
+            if not isinstance(value, str):
+                raise SecretMalformed(f"key {self.key!r} is not a string", source=self.source)
+            text = value
+        value = text.strip()
+        if not value:
+            raise SecretMalformed("the token is empty", source=self.source)
+        if any(c.isspace() for c in value):
+            raise SecretMalformed(
+                "the token contains whitespace inside it: the file must hold only the token"
+                + ("" if self.key else " (or set key: for a JSON file)"),
+                source=self.source,
+            )
+        return value
+
+    def get_token(self) -> Token:
+        st = self._stat()
+        ident = (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            if self._token is not None and ident == self._seen:
+                return self._token
+        self._check_mode(st)
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            raise SecretNotFound("the file does not exist", source=self.source) from None
+        except IsADirectoryError:
+            raise SecretMalformed("the path is a directory, not a file", source=self.source) from None
+        except PermissionError:
+            raise AccessDenied("permission denied reading the file", source=self.source) from None
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot read the file ({exc.strerror})", source=self.source) from exc
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SecretMalformed("the file is not UTF-8 text", source=self.source) from None
+        token = Token(
+            self._parse(text),
+            source=self.source,
+            version=str(st.st_mtime_ns),
+            fetched_at=dt.datetime.now(dt.timezone.utc),
+        )
+        with self._lock:
+            self._token, self._seen = token, ident
+        return token
+
+    async def aget_token(self) -> Token:
+        # a stat and a small read of a local file: cheaper inline than a thread hop
+        return self.get_token()
+
+    def invalidate(self, token: Token | None = None) -> None:
+        with self._lock:
+            self._seen = None
+            self._token = None
+
+    def put_token(self, value: str) -> str | None:
+        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
+            raise SecretMalformed("refusing to write an empty token or one with whitespace", source=self.source)
+        value = value.strip()
+        if self.key is not None:
+            data: dict[str, object] = {}
+            if self.path.exists():
+                try:
+                    loaded = json.loads(self.path.read_text(encoding="utf-8"))
+                except (ValueError, UnicodeDecodeError):
+                    raise SecretMalformed(
+                        "the existing file is not a JSON object; not overwriting it", source=self.source
+                    ) from None
+                if not isinstance(loaded, dict):
+                    raise SecretMalformed(
+                        "the existing file is not a JSON object; not overwriting it", source=self.source
+                    )
+                data = loaded
+            data[self.key] = value
+            payload = json.dumps(data, indent=2) + "\n"
+        else:
+            payload = value + "\n"
+        folder = self.path.parent
+        try:
+            mode = stat.S_IMODE(self.path.stat().st_mode) & 0o600 or 0o600
+        except OSError:
+            mode = 0o600
+        tmp_name = None
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                os.fchmod(fh.fileno(), mode)
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp_name, self.path)
+            tmp_name = None
+            dir_fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except FileNotFoundError:
+            raise SecretNotFound(f"the folder {folder} does not exist", source=self.source) from None
+        except PermissionError:
+            raise AccessDenied("permission denied writing the file", source=self.source) from None
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot write the file ({exc.strerror})", source=self.source) from exc
+        finally:
+            if tmp_name is not None:
+                try:
+                    os.unlink(tmp_name)
+                except OSError:
+                    pass
+        self.invalidate()
+        return str(self.path.stat().st_mtime_ns)
