@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -67,6 +68,46 @@ socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
 def _no_off_loopback_traffic() -> Iterator[None]:
     yield
     assert not off_loopback_attempts, f"tests tried to reach addresses off loopback: {off_loopback_attempts}"
+
+
+class LeakScanner(logging.Handler):
+    """Sees every log record of the whole run, at DEBUG, from every logger (ours, httpx, httpcore, SDKs),
+    and remembers any whose text (message, arguments, exception and stack) contains a canary token."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.leaks: list[str] = []
+        self.seen = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen += 1
+        try:
+            text = record.getMessage()
+        except Exception:
+            text = f"{record.msg!r} {record.args!r}"
+        if record.exc_info and record.exc_info[1] is not None:
+            text += " " + repr(record.exc_info[1]) + " " + str(record.exc_info[1])
+        if record.exc_text:
+            text += record.exc_text
+        if record.stack_info:
+            text += record.stack_info
+        if "CANARY" in text:
+            self.leaks.append(f"{record.name}:{record.levelname}: {text[:300]}")
+
+
+leak_scanner = LeakScanner()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _canary_scan_all_logs() -> Iterator[LeakScanner]:
+    root = logging.getLogger()
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    root.addHandler(leak_scanner)
+    yield leak_scanner
+    root.removeHandler(leak_scanner)
+    root.setLevel(old_level)
+    assert not leak_scanner.leaks, "canary tokens leaked into log records:\n" + "\n".join(leak_scanner.leaks[:20])
 
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

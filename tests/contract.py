@@ -19,10 +19,16 @@ import pytest
 import tokenstore
 from tokenstore import CachePolicy, CachingProvider, Token, TokenProvider
 
+CANARY_MARK = "CANARY"
+
 
 def canary(prefix: str = "EAAG") -> str:
-    """A token-shaped random value that must never appear anywhere but on the wire."""
-    return prefix + "CANARY" + secrets.token_urlsafe(24).replace("-", "x").replace("_", "y")
+    """A token-shaped random value that must never appear anywhere but on the wire.
+
+    Every canary contains ``CANARY``: the session-wide log scan in conftest.py flags any log record, at any
+    level and from any logger, that contains it.
+    """
+    return prefix + CANARY_MARK + secrets.token_urlsafe(24).replace("-", "x").replace("_", "y")
 
 
 @dataclass

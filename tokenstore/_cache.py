@@ -220,7 +220,8 @@ class CachingProvider(TokenProvider):
             # the fetch runs in its own task: cancelling this caller does not fail the other waiters
             self._spawn(self._run_fetch_async(fut))
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(fut), self.policy.fetch_timeout)
+            # shield: a cancelled caller must not cancel the shared fetch that other callers wait for
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), self.policy.fetch_timeout)
         except asyncio.TimeoutError:
             raise BackendUnavailable(
                 f"no answer from the store within fetch_timeout ({self.policy.fetch_timeout:g}s)",
@@ -283,7 +284,7 @@ class CachingProvider(TokenProvider):
         with self._lock:
             if fut is not None and self._flight is fut:
                 self._flight = None
-        if fut is not None:
+        if fut is not None and not fut.done():
             if failure is not None:
                 fut.set_exception(failure)
             else:

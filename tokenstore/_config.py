@@ -55,8 +55,13 @@ def _type_name(value: Any) -> str:
 
 
 def _name(name: str) -> str:
-    """An environment variable's name for a message; an implausibly long one may be a pasted secret."""
-    return name if len(name) <= 64 else "(a name too long to be a variable: was a credential pasted here?)"
+    """An environment variable's name for a message, unless it looks like a pasted secret.
+
+    Conventional names (UPPER_SNAKE) and short ones are shown; a long mixed-case one is not echoed.
+    """
+    if (name.isupper() or len(name) <= 24) and len(name) <= 64:
+        return name
+    return "(named in this field; it does not look like a variable name: was a credential pasted here?)"
 
 
 def find_config_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -153,7 +158,7 @@ def interpolate(value: Any, *, environ: Mapping[str, str], source: str | None, p
         name, sep, default = expr.partition(":-")
         if not _VAR_NAME.match(name):
             raise ConfigError(
-                "bad interpolation: use ${{VAR}} or ${{VAR:-default}} (write $$ for a literal $)",
+                "bad interpolation: use ${VAR} or ${VAR:-default} (write $$ for a literal $)",
                 source=source,
                 field=path or None,
             )

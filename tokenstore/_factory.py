@@ -98,7 +98,7 @@ def provider_from_config(
     if section not in data or data[section] is None:
         raise ConfigError(
             f"required section is missing; it names the backend, e.g. {section}: {{backend: env, env: {{var: "
-            "WHATSAPP_TOKEN}}}",
+            "WHATSAPP_TOKEN}}",
             source=source,
             field=section,
         )
