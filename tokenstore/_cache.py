@@ -20,8 +20,6 @@ A cache hit is one clock read and one comparison: no lock, no copy.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
 import math
 import random
@@ -29,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import BackendUnavailable, ProviderError
 from ._provider import TokenProvider
@@ -124,8 +122,12 @@ class _Entry:
         self.expires_at = expires_at
 
 
-#: an in-flight fetch: resolves to a Token or raises the fetch's error
-_Outcome = concurrent.futures.Future[Token]
+if TYPE_CHECKING:  # asyncio and concurrent.futures are imported on the slow path only (import cost)
+    import asyncio
+    import concurrent.futures
+
+    #: an in-flight fetch: resolves to a Token or raises the fetch's error
+    _Outcome = concurrent.futures.Future[Token]
 
 
 class CachingProvider(TokenProvider):
@@ -204,6 +206,8 @@ class CachingProvider(TokenProvider):
         return self._wait_sync(fut)
 
     async def _aget_slow(self) -> Token:
+        import asyncio
+
         now = self._clock()
         entry = self._entry
         if entry is not None and now < entry.expires_at:
@@ -229,6 +233,8 @@ class CachingProvider(TokenProvider):
             ) from None
 
     def _join_flight(self) -> tuple[_Outcome, bool]:
+        import concurrent.futures
+
         with self._lock:
             if self._flight is not None:
                 return self._flight, False
@@ -237,6 +243,8 @@ class CachingProvider(TokenProvider):
             return fut, True
 
     def _wait_sync(self, fut: _Outcome) -> Token:
+        import concurrent.futures
+
         try:
             token: Token = fut.result(timeout=self.policy.fetch_timeout)
         except concurrent.futures.TimeoutError:
@@ -408,6 +416,8 @@ class CachingProvider(TokenProvider):
         self._spawn(self._refresh_async())
 
     def _spawn(self, coro: Any) -> None:
+        import asyncio
+
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import asyncio
 import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -40,6 +39,8 @@ class TokenProvider(abc.ABC):
 
         The default runs :meth:`get_token` in a worker thread; backends with an async client override it.
         """
+        import asyncio
+
         return await asyncio.to_thread(self.get_token)
 
     def invalidate(self, token: Token | None = None) -> None:
@@ -60,6 +61,8 @@ class TokenProvider(abc.ABC):
 
     async def aput_token(self, value: str) -> str | None:
         """Async :meth:`put_token`; the default runs it in a worker thread."""
+        import asyncio
+
         return await asyncio.to_thread(self.put_token, value)
 
     def close(self) -> None:

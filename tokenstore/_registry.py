@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import importlib
 import sys
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from ._errors import BackendNotInstalled, ConfigError
 
 if TYPE_CHECKING:
+    from importlib import metadata
     from types import ModuleType
 
     from ._provider import Backend
@@ -48,6 +48,8 @@ def register_backend(name: str, target: str | type[Backend]) -> None:
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:
+    from importlib import metadata  # only when a name is not built in (import cost)
+
     return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
