@@ -1,0 +1,202 @@
+"""Token injection as an ``httpx.Auth`` flow that asks the provider for the token on every request.
+
+Nothing captures the token: each request asks the provider (a cache hit costs next to nothing), so a token
+rotated in the store is picked up without a restart. When Graph rejects the token (HTTP 401, or code 190 or
+0 in the error object) the flow:
+
+1. calls ``provider.invalidate(token)`` - the caching layer only forgets the token if it is still the cached
+   one, so N concurrent rejections cause a single refetch from the store;
+2. asks the provider again;
+3. if the token changed, resends the request once with it; if not, raises
+   :class:`~sender.AuthenticationError` (the store itself holds the rejected token: rotate it there).
+
+There is no loop: a second rejection raises too. A 401 means Graph did not process the request, so the
+resend cannot deliver a message twice.
+
+With an app-secret provider, each request also carries ``appsecret_proof`` = HMAC-SHA256(key=app secret,
+msg=token) (or, timed, msg=``token|unix_time`` plus ``appsecret_time``), recomputed whenever the token changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Generator
+from typing import Any
+
+import httpx
+
+from tokenstore import Token, TokenProvider
+
+from ._exceptions import AuthenticationError, SendError, error_from_graph
+
+__all__ = ["TOKEN_EXTENSION", "TokenAuth", "appsecret_proof"]
+
+logger = logging.getLogger("sender")
+
+#: the request extension under which the flow records the Token it sent (a Token never shows its value)
+TOKEN_EXTENSION = "sender.token"
+
+#: Graph codes that mean "this access token is not (or no longer) valid"
+TOKEN_REJECTED_CODES = frozenset({0, 190})
+
+
+def appsecret_proof(token: str, app_secret: str, timestamp: int | None = None) -> str:
+    """Hex HMAC-SHA256 of the token (or ``token|timestamp``) keyed with the app secret."""
+    message = token if timestamp is None else f"{token}|{timestamp}"
+    return hmac.new(app_secret.encode("utf-8"), message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _graph_error(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error: dict[str, Any] = body["error"]
+        return error
+    return None
+
+
+class TokenAuth(httpx.Auth):
+    """Bearer authentication from a :class:`tokenstore.TokenProvider`, asked on every request.
+
+    ``app_secret``: a provider of the Meta app secret, to add ``appsecret_proof`` (``timed=True`` for the
+    timestamped form). ``clock`` gives unix seconds for the timed proof.
+    """
+
+    requires_response_body = True  # the error object decides whether the token was rejected
+
+    def __init__(
+        self,
+        provider: TokenProvider,
+        *,
+        app_secret: TokenProvider | None = None,
+        timed: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.provider = provider
+        self.app_secret = app_secret
+        self.timed = timed
+        self._clock = clock
+        #: counters, for metrics and tests
+        self.rejections = 0
+        self.resends = 0
+        self._count_lock = threading.Lock()
+
+    # -- logic without I/O ---------------------------------------------------------------------------------
+    def _authorize(self, request: httpx.Request, token: Token, secret: Token | None) -> None:
+        value = token.reveal()
+        if not (value.isascii() and value.isprintable()) or " " in value:
+            # never let an HTTP library quote the value back in its own error message
+            raise AuthenticationError(
+                f"the access token {token.fingerprint} from {token.source} holds characters an HTTP header "
+                "cannot carry (spaces, control or non-ASCII characters): fix the value in the store"
+            )
+        request.headers["Authorization"] = f"Bearer {value}"
+        request.extensions = {**request.extensions, TOKEN_EXTENSION: token}
+        if secret is not None:
+            stamp = int(self._clock()) if self.timed else None
+            url = request.url.copy_set_param("appsecret_proof", appsecret_proof(value, secret.reveal(), stamp))
+            if stamp is not None:
+                url = url.copy_set_param("appsecret_time", str(stamp))
+            request.url = url
+
+    @staticmethod
+    def _rejected(response: httpx.Response) -> bool:
+        """Whether Graph rejected the access token (the body must have been read)."""
+        if response.status_code == 401:
+            return True
+        if 400 <= response.status_code < 500:
+            error = _graph_error(response)
+            return error is not None and error.get("code") in TOKEN_REJECTED_CODES
+        return False
+
+    def _failure(self, response: httpx.Response, token: Token, *, refetched: Token | None) -> SendError:
+        error = _graph_error(response) or {"message": f"HTTP {response.status_code}: the access token was rejected"}
+        if refetched is None:
+            advice = (
+                f"the access token {token.fingerprint} from {token.source} was rejected and the store still "
+                "holds it: rotate the token in the store"
+            )
+        else:
+            advice = (
+                f"the access token {token.fingerprint} was rejected, and so was the one refetched from "
+                f"{refetched.source} ({refetched.fingerprint})"
+            )
+        graph = error_from_graph(error, http_status=response.status_code, secrets=[token.reveal()])
+        return AuthenticationError(
+            f"{advice}; Graph said: {graph.message}",
+            code=graph.code,
+            subcode=graph.subcode,
+            fbtrace_id=graph.fbtrace_id,
+            details=graph.details,
+            http_status=response.status_code,
+            retryable=False,
+            error_type=graph.error_type,
+        )
+
+    def _count(self, *, rejection: bool = False, resend: bool = False) -> None:
+        with self._count_lock:
+            self.rejections += rejection
+            self.resends += resend
+
+    def _changed(self, response: httpx.Response, old: Token, new: Token) -> None:
+        self._count(resend=True)
+        logger.info(
+            "access token %s rejected (HTTP %d); resending once with the refetched token %s",
+            old.fingerprint,
+            response.status_code,
+            new.fingerprint,
+        )
+
+    # -- the sync and async I/O paths ----------------------------------------------------------------------
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = self.provider.get_token()
+        self._authorize(request, token, self.app_secret.get_token() if self.app_secret else None)
+        response = yield request
+        if 400 <= response.status_code < 500:
+            response.read()
+        if not self._rejected(response):
+            return
+        self._count(rejection=True)
+        self.provider.invalidate(token)
+        fresh = self.provider.get_token()
+        if fresh == token:
+            raise self._failure(response, token, refetched=None)
+        self._changed(response, token, fresh)
+        self._authorize(request, fresh, self.app_secret.get_token() if self.app_secret else None)
+        response = yield request
+        if 400 <= response.status_code < 500:
+            response.read()
+        if self._rejected(response):
+            self._count(rejection=True)
+            self.provider.invalidate(fresh)
+            raise self._failure(response, token, refetched=fresh)
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        token = await self.provider.aget_token()
+        self._authorize(request, token, await self.app_secret.aget_token() if self.app_secret else None)
+        response = yield request
+        if 400 <= response.status_code < 500:
+            await response.aread()
+        if not self._rejected(response):
+            return
+        self._count(rejection=True)
+        self.provider.invalidate(token)
+        fresh = await self.provider.aget_token()
+        if fresh == token:
+            raise self._failure(response, token, refetched=None)
+        self._changed(response, token, fresh)
+        self._authorize(request, fresh, await self.app_secret.aget_token() if self.app_secret else None)
+        response = yield request
+        if 400 <= response.status_code < 500:
+            await response.aread()
+        if self._rejected(response):
+            self._count(rejection=True)
+            self.provider.invalidate(fresh)
+            raise self._failure(response, token, refetched=fresh)

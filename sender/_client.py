@@ -1,0 +1,609 @@
+"""``Sender`` and ``AsyncSender``: the Cloud API client. One pooled httpx client each.
+
+The logic without I/O (URLs, validation, result parsing, error building, retry decisions) lives in
+:class:`_BaseSender`; :class:`Sender` and :class:`AsyncSender` hold the I/O paths, side by side, in the
+same order. The access token is never held: the :class:`~sender.TokenAuth` flow asks the provider on every
+request, refetches and resends once when Graph rejects it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from tokenstore import TokenProvider, provider_from_config
+
+from ._auth import TokenAuth
+from ._config import (
+    DEFAULT_API_VERSION,
+    DEFAULT_BASE_URL,
+    DEFAULT_TIMEOUT,
+    AppSecretProof,
+    SenderSettings,
+    check_api_version,
+    check_base_url,
+    read_config,
+    settings_from_config,
+)
+from ._exceptions import OutcomeUnknown, RateLimited, SendError
+from ._http import default_headers, error_for_response, json_body, network_error, sent_token, ssl_context
+from ._messages import (
+    contacts_message,
+    interactive_message,
+    location_message,
+    media_message,
+    prepare_message,
+    reaction_message,
+    read_receipt,
+    template_message,
+    text_message,
+)
+from ._models import SendResult
+from ._pacing import Pacer, PacingPolicy
+from ._redact import install_log_redaction
+from ._retry import RetryPolicy
+
+__all__ = ["AsyncSender", "Sender"]
+
+logger = logging.getLogger("sender")
+
+_S = TypeVar("_S", bound="_BaseSender")
+_ID = re.compile(r"^\d{1,32}$")
+_Outcome = Any  # SendResult | bool | SendError
+
+
+def _mask_recipient(to: str | None) -> str:
+    """A recipient for logs: the last 4 digits only (phone numbers are personal data)."""
+    if not to:
+        return "-"
+    digits = re.sub(r"\D", "", to)
+    return f"…{digits[-4:]}" if len(digits) > 4 else "…"
+
+
+class _BaseSender:
+    """What the sync and async senders share: configuration and every decision that needs no I/O."""
+
+    def __init__(
+        self,
+        provider: TokenProvider,
+        *,
+        phone_number_id: str,
+        base_url: str = DEFAULT_BASE_URL,
+        api_version: str = DEFAULT_API_VERSION,
+        app_secret: TokenProvider | None = None,
+        appsecret_proof: AppSecretProof | bool | None = None,
+        retry: RetryPolicy | None = None,
+        pacing: PacingPolicy | Pacer | None = None,
+        timeout: httpx.Timeout | float | None = None,
+        ca_bundle: str | None = None,
+        transport: Any = None,
+        headers: Mapping[str, str] | None = None,
+        rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
+        owns_providers: bool = False,
+    ) -> None:
+        if not isinstance(provider, TokenProvider):
+            raise TypeError("provider must be a tokenstore.TokenProvider (e.g. tokenstore.load_provider(...))")
+        phone_number_id = str(phone_number_id).strip()
+        if not _ID.match(phone_number_id):
+            raise ValueError("phone_number_id must be the numeric id of the business phone number")
+        problem = check_api_version(api_version)
+        if problem:
+            raise ValueError(f"api_version {problem}, got {api_version!r}")
+        problem = check_base_url(base_url)
+        if problem:
+            raise ValueError(f"base_url {problem}")
+        if appsecret_proof is None:
+            appsecret_proof = "on" if app_secret is not None else "off"
+        elif isinstance(appsecret_proof, bool):
+            appsecret_proof = "on" if appsecret_proof else "off"
+        if appsecret_proof not in ("off", "on", "timed"):
+            raise ValueError("appsecret_proof must be 'off', 'on' or 'timed'")
+        if appsecret_proof != "off" and app_secret is None:
+            raise ValueError("appsecret_proof needs app_secret: a provider of the Meta app secret")
+        self.provider = provider
+        self.app_secret = app_secret if appsecret_proof != "off" else None
+        self.phone_number_id = phone_number_id
+        self.api_version = api_version
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.pacer = Pacer(pacing) if isinstance(pacing, PacingPolicy) and pacing.enabled else None
+        if isinstance(pacing, Pacer):
+            self.pacer = pacing
+        self.auth = TokenAuth(provider, app_secret=self.app_secret, timed=appsecret_proof == "timed")
+        self.messages_url = f"{self.base_url}/{api_version}/{phone_number_id}/messages"
+        self._what = f"POST /{api_version}/{phone_number_id}/messages"
+        if timeout is None:
+            timeout = DEFAULT_TIMEOUT
+        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._verify = ssl_context(ca_bundle)
+        self._transport = transport
+        self._headers = {**default_headers(), **(headers or {})}
+        self._rand = rand
+        self._clock = clock
+        self._owns_providers = owns_providers
+        self._closed = False
+        install_log_redaction()
+
+    @classmethod
+    def from_config(
+        cls: type[_S],
+        config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> _S:
+        """Build from a config file (or an already loaded mapping): the ``whatsapp:`` section and the token
+        provider of ``token:`` (plus ``app_secret:`` when ``whatsapp.appsecret_proof`` is on).
+
+        ``config``: a path, else ``$TOKENSTORE_CONFIG``, else ``./tokenstore.yaml``. Keyword ``overrides`` go
+        to the constructor (``transport=``, ``sleep=``, ``retry=``...). No network I/O happens here.
+        """
+        data, source = read_config(config)
+        settings = settings_from_config(data, source=source)
+        return cls._from_settings(settings, data, **overrides)
+
+    @classmethod
+    def _from_settings(cls: type[_S], settings: SenderSettings, data: Mapping[str, Any], **overrides: Any) -> _S:
+        from tokenstore import ConfigError
+
+        app_secret = None
+        if settings.appsecret_proof != "off" and data.get("app_secret") is None:
+            raise ConfigError(
+                "appsecret_proof is on, so the app_secret: section is required (it names the store of the "
+                "Meta app secret)",
+                source=settings.source,
+                field="whatsapp.appsecret_proof",
+            )
+        provider = provider_from_config(data, section="token", source=settings.source)
+        try:
+            if settings.appsecret_proof != "off":
+                app_secret = provider_from_config(data, section="app_secret", source=settings.source)
+            assert settings.phone_number_id is not None
+            kwargs: dict[str, Any] = {
+                "phone_number_id": settings.phone_number_id,
+                "base_url": settings.base_url,
+                "api_version": settings.api_version,
+                "app_secret": app_secret,
+                "appsecret_proof": settings.appsecret_proof,
+                "retry": settings.retry,
+                "pacing": settings.pacing,
+                "timeout": settings.timeout,
+                "ca_bundle": settings.ca_bundle,
+                "owns_providers": True,
+            }
+            kwargs.update(overrides)
+            return cls(provider, **kwargs)
+        except BaseException:
+            provider.close()
+            if app_secret is not None:
+                app_secret.close()
+            raise
+
+    # -- decisions without I/O -----------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"this {type(self).__name__} is closed")
+
+    def _interpret(self, response: httpx.Response, attempts: int, *, receipt: bool) -> _Outcome:
+        """A SendResult (or True for a read receipt) for a success, else the typed error."""
+        if 200 <= response.status_code < 300:
+            body = json_body(response)
+            token = sent_token(response)
+            if isinstance(body, dict):
+                if receipt and body.get("success") is True:
+                    return True
+                if not receipt:
+                    result = SendResult.from_response(
+                        body, attempts=attempts, token_fingerprint=token.fingerprint if token else None
+                    )
+                    if result is not None:
+                        return result
+            return OutcomeUnknown(
+                f"{self._what} answered HTTP {response.status_code} without the Cloud API's success shape: "
+                "the message was probably accepted but has no id",
+                http_status=response.status_code,
+            )
+        return error_for_response(response, what=self._what)
+
+    def _give_up_or_wait(self, error: SendError, attempt: int, started: float) -> float:
+        """Seconds to wait before the next attempt; raises ``error`` when the policy says to stop."""
+        error.attempts = attempt
+        wait = self.retry.next_wait(error, attempt, self._rand(), self._clock() - started)
+        if wait is None:
+            if isinstance(error, RateLimited) and error.retry_after is None:
+                # the hint a caller needs to come back later: the pair-limit rule or the next backoff
+                error.retry_after = max(self.retry.hint(error, attempt), self.retry.backoff(attempt, 0.0))
+            raise error
+        logger.warning(
+            "%s failed (%s%s, attempt %d of %d); retrying in %.2fs",
+            self._what,
+            type(error).__name__,
+            f" code {error.code}" if error.code is not None else "",
+            attempt,
+            self.retry.max_attempts,
+            wait,
+        )
+        return wait
+
+    def _log_sent(self, body: Mapping[str, Any], outcome: _Outcome) -> None:
+        if isinstance(outcome, SendResult):
+            logger.debug(
+                "sent %s message to %s: %s (token %s, %d attempt%s)",
+                body.get("type", "?"),
+                _mask_recipient(body.get("to")),
+                outcome.message_id,
+                outcome.token_fingerprint,
+                outcome.attempts,
+                "" if outcome.attempts == 1 else "s",
+            )
+
+    @staticmethod
+    def _recipient(body: Mapping[str, Any]) -> str | None:
+        to = body.get("to")
+        return re.sub(r"\D", "", to) if isinstance(to, str) and "status" not in body else None
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} phone_number_id={self.phone_number_id!r} api_version={self.api_version!r} "
+            f"base_url={self.base_url!r} source={self.provider.source!r}>"
+        )
+
+
+class Sender(_BaseSender):
+    """Send WhatsApp Cloud API messages; the token is asked from ``provider`` on every request.
+
+    >>> with Sender(provider, phone_number_id="123") as s:          # doctest: +SKIP
+    ...     s.send_text("15551234567", "hi").message_id
+    'wamid.…'
+
+    Thread-safe: one Sender (one connection pool) serves any number of threads.
+    ``sleep`` (seconds) is injectable for tests; ``transport`` is handed to httpx.
+    """
+
+    def __init__(
+        self,
+        provider: TokenProvider,
+        *,
+        phone_number_id: str,
+        sleep: Callable[[float], None] = time.sleep,
+        **options: Any,
+    ) -> None:
+        super().__init__(provider, phone_number_id=phone_number_id, **options)
+        self._sleep = sleep
+        self._client = httpx.Client(
+            auth=self.auth,
+            timeout=self._timeout,
+            verify=self._verify,
+            transport=self._transport,
+            headers=self._headers,
+            follow_redirects=False,
+        )
+
+    # -- the I/O path --------------------------------------------------------------------------------------
+    def _post(self, body: dict[str, Any], *, receipt: bool = False) -> _Outcome:
+        self._check_open()
+        recipient = self._recipient(body)
+        started = self._clock()
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.pacer is not None:
+                wait = self.pacer.reserve(recipient)
+                if wait > 0:
+                    self._sleep(wait)
+            try:
+                response = self._client.post(self.messages_url, json=body)
+            except httpx.HTTPError as exc:
+                outcome: _Outcome = network_error(exc, what=self._what)
+                outcome.__cause__ = exc
+            else:
+                outcome = self._interpret(response, attempt, receipt=receipt)
+            if not isinstance(outcome, SendError):
+                self._log_sent(body, outcome)
+                return outcome
+            self._sleep(self._give_up_or_wait(outcome, attempt, started))
+
+    # -- the public API ------------------------------------------------------------------------------------
+    def send(self, message: Mapping[str, Any]) -> SendResult:
+        """Send any message object the Cloud API accepts (``messaging_product`` is filled in)."""
+        result: SendResult = self._post(prepare_message(message))
+        return result
+
+    def send_text(
+        self,
+        to: str,
+        body: str,
+        *,
+        preview_url: bool = False,
+        reply_to: str | None = None,
+        biz_opaque_callback_data: str | None = None,
+    ) -> SendResult:
+        return self.send(
+            text_message(
+                to, body, preview_url=preview_url, reply_to=reply_to, biz_opaque_callback_data=biz_opaque_callback_data
+            )
+        )
+
+    def send_template(
+        self,
+        to: str,
+        name: str,
+        language: str = "en_US",
+        components: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        reply_to: str | None = None,
+        biz_opaque_callback_data: str | None = None,
+    ) -> SendResult:
+        return self.send(
+            template_message(
+                to,
+                name,
+                language=language,
+                components=components,
+                reply_to=reply_to,
+                biz_opaque_callback_data=biz_opaque_callback_data,
+            )
+        )
+
+    def send_media(
+        self,
+        to: str,
+        kind: str,
+        *,
+        link: str | None = None,
+        media_id: str | None = None,
+        caption: str | None = None,
+        filename: str | None = None,
+        reply_to: str | None = None,
+        biz_opaque_callback_data: str | None = None,
+    ) -> SendResult:
+        """An image, audio, video, document or sticker by ``link`` or uploaded ``media_id``."""
+        return self.send(
+            media_message(
+                to,
+                kind,
+                link=link,
+                media_id=media_id,
+                caption=caption,
+                filename=filename,
+                reply_to=reply_to,
+                biz_opaque_callback_data=biz_opaque_callback_data,
+            )
+        )
+
+    def send_interactive(
+        self,
+        to: str,
+        interactive: Mapping[str, Any],
+        *,
+        reply_to: str | None = None,
+        biz_opaque_callback_data: str | None = None,
+    ) -> SendResult:
+        """An interactive message (buttons, list, cta_url...); see ``button_message``/``list_message``."""
+        return self.send(
+            interactive_message(to, interactive, reply_to=reply_to, biz_opaque_callback_data=biz_opaque_callback_data)
+        )
+
+    def send_reaction(self, to: str, message_id: str, emoji: str) -> SendResult:
+        return self.send(reaction_message(to, message_id, emoji))
+
+    def send_location(
+        self,
+        to: str,
+        latitude: float,
+        longitude: float,
+        *,
+        name: str | None = None,
+        address: str | None = None,
+        reply_to: str | None = None,
+    ) -> SendResult:
+        return self.send(location_message(to, latitude, longitude, name=name, address=address, reply_to=reply_to))
+
+    def send_contacts(self, to: str, contacts: Iterable[Mapping[str, Any]]) -> SendResult:
+        return self.send(contacts_message(to, list(contacts)))
+
+    def mark_read(self, message_id: str, *, typing_indicator: bool = False) -> bool:
+        """Mark an incoming message as read (optionally with a typing indicator). True when the API agrees."""
+        ok: bool = self._post(read_receipt(message_id, typing_indicator=typing_indicator), receipt=True)
+        return ok
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection pool (and the providers when this sender built them). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._client.close()
+        if self._owns_providers:
+            self.provider.close()
+            if self.app_secret is not None:
+                self.app_secret.close()
+
+    def __enter__(self) -> Sender:
+        self._check_open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncSender(_BaseSender):
+    """The asyncio twin of :class:`Sender`: the same methods, awaitable; ``async with`` closes it."""
+
+    def __init__(
+        self,
+        provider: TokenProvider,
+        *,
+        phone_number_id: str,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        **options: Any,
+    ) -> None:
+        super().__init__(provider, phone_number_id=phone_number_id, **options)
+        self._sleep = sleep
+        self._client = httpx.AsyncClient(
+            auth=self.auth,
+            timeout=self._timeout,
+            verify=self._verify,
+            transport=self._transport,
+            headers=self._headers,
+            follow_redirects=False,
+        )
+
+    # -- the I/O path --------------------------------------------------------------------------------------
+    async def _post(self, body: dict[str, Any], *, receipt: bool = False) -> _Outcome:
+        self._check_open()
+        recipient = self._recipient(body)
+        started = self._clock()
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.pacer is not None:
+                wait = self.pacer.reserve(recipient)
+                if wait > 0:
+                    await self._sleep(wait)
+            try:
+                response = await self._client.post(self.messages_url, json=body)
+            except httpx.HTTPError as exc:
+                outcome: _Outcome = network_error(exc, what=self._what)
+                outcome.__cause__ = exc
+            else:
+                outcome = self._interpret(response, attempt, receipt=receipt)
+            if not isinstance(outcome, SendError):
+                self._log_sent(body, outcome)
+                return outcome
+            await self._sleep(self._give_up_or_wait(outcome, attempt, started))
+
+    # -- the public API ------------------------------------------------------------------------------------
+    async def send(self, message: Mapping[str, Any]) -> SendResult:
+        """Send any message object the Cloud API accepts (``messaging_product`` is filled in)."""
+        result: SendResult = await self._post(prepare_message(message))
+        return result
+
+    async def send_text(
+        self,
+        to: str,
+        body: str,
+        *,
+        preview_url: bool = False,
+        reply_to: str | None = None,
+        biz_opaque_callback_data: str | None = None,
+    ) -> SendResult:
+        return await self.send(
+            text_message(
+                to, body, preview_url=preview_url, reply_to=reply_to, biz_opaque_callback_data=biz_opaque_callback_data
+            )
+        )
+
+    async def send_template(
+        self,
+        to: str,
+        name: str,
+        language: str = "en_US",
+        components: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        reply_to: str | None = None,
+        biz_opaque_callback_data: str | None = None,
+    ) -> SendResult:
+        return await self.send(
+            template_message(
+                to,
+                name,
+                language=language,
+                components=components,
+                reply_to=reply_to,
+                biz_opaque_callback_data=biz_opaque_callback_data,
+            )
+        )
+
+    async def send_media(
+        self,
+        to: str,
+        kind: str,
+        *,
+        link: str | None = None,
+        media_id: str | None = None,
+        caption: str | None = None,
+        filename: str | None = None,
+        reply_to: str | None = None,
+        biz_opaque_callback_data: str | None = None,
+    ) -> SendResult:
+        """An image, audio, video, document or sticker by ``link`` or uploaded ``media_id``."""
+        return await self.send(
+            media_message(
+                to,
+                kind,
+                link=link,
+                media_id=media_id,
+                caption=caption,
+                filename=filename,
+                reply_to=reply_to,
+                biz_opaque_callback_data=biz_opaque_callback_data,
+            )
+        )
+
+    async def send_interactive(
+        self,
+        to: str,
+        interactive: Mapping[str, Any],
+        *,
+        reply_to: str | None = None,
+        biz_opaque_callback_data: str | None = None,
+    ) -> SendResult:
+        """An interactive message (buttons, list, cta_url...); see ``button_message``/``list_message``."""
+        return await self.send(
+            interactive_message(to, interactive, reply_to=reply_to, biz_opaque_callback_data=biz_opaque_callback_data)
+        )
+
+    async def send_reaction(self, to: str, message_id: str, emoji: str) -> SendResult:
+        return await self.send(reaction_message(to, message_id, emoji))
+
+    async def send_location(
+        self,
+        to: str,
+        latitude: float,
+        longitude: float,
+        *,
+        name: str | None = None,
+        address: str | None = None,
+        reply_to: str | None = None,
+    ) -> SendResult:
+        return await self.send(location_message(to, latitude, longitude, name=name, address=address, reply_to=reply_to))
+
+    async def send_contacts(self, to: str, contacts: Iterable[Mapping[str, Any]]) -> SendResult:
+        return await self.send(contacts_message(to, list(contacts)))
+
+    async def mark_read(self, message_id: str, *, typing_indicator: bool = False) -> bool:
+        """Mark an incoming message as read (optionally with a typing indicator). True when the API agrees."""
+        ok: bool = await self._post(read_receipt(message_id, typing_indicator=typing_indicator), receipt=True)
+        return ok
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Close the connection pool (and the providers when this sender built them). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._client.aclose()
+        if self._owns_providers:
+            await self.provider.aclose()
+            if self.app_secret is not None:
+                await self.app_secret.aclose()
+
+    async def __aenter__(self) -> AsyncSender:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,152 @@
+"""What the sender returns: :class:`SendResult` for a message, :class:`TokenInfo` for ``debug_token``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._redact import redact_text
+
+__all__ = ["SendResult", "TokenInfo"]
+
+WHATSAPP_MESSAGING_SCOPE = "whatsapp_business_messaging"
+WHATSAPP_MANAGEMENT_SCOPE = "whatsapp_business_management"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """A message the Cloud API accepted: ``{"messaging_product", "contacts": [{"input", "wa_id"}], "messages":
+    [{"id", "message_status"?}]}``."""
+
+    #: the ``wamid.…`` id; status webhooks refer to it
+    message_id: str
+    #: the recipient's WhatsApp id, as the API resolved it (None where the API did not say)
+    wa_id: str | None = None
+    #: the recipient as sent (``contacts[0].input``)
+    input: str | None = None
+    #: ``messages[0].message_status`` where given (``accepted``, ``held_for_quality_assessment``, ...)
+    message_status: str | None = None
+    #: how many attempts it took (retries included)
+    attempts: int = 1
+    #: the fingerprint of the token that carried the accepted request (safe to log)
+    token_fingerprint: str | None = None
+    #: the parsed response body
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_response(
+        cls, data: Mapping[str, Any], *, attempts: int = 1, token_fingerprint: str | None = None
+    ) -> SendResult | None:
+        """Parse the Cloud API's success shape; None when it is not that shape."""
+        messages = data.get("messages")
+        if not isinstance(messages, list) or not messages or not isinstance(messages[0], Mapping):
+            return None
+        message_id = messages[0].get("id")
+        if not isinstance(message_id, str) or not message_id:
+            return None
+        status = messages[0].get("message_status")
+        wa_id = input_ = None
+        contacts = data.get("contacts")
+        if isinstance(contacts, list) and contacts and isinstance(contacts[0], Mapping):
+            wa_id = contacts[0].get("wa_id") if isinstance(contacts[0].get("wa_id"), str) else None
+            input_ = contacts[0].get("input") if isinstance(contacts[0].get("input"), str) else None
+        return cls(
+            message_id=message_id,
+            wa_id=wa_id,
+            input=input_,
+            message_status=status if isinstance(status, str) else None,
+            attempts=attempts,
+            token_fingerprint=token_fingerprint,
+            raw=dict(data),
+        )
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return None
+    return dt.datetime.fromtimestamp(value, dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What ``GET /debug_token`` says about a token (the ``data`` object). Never holds the token itself."""
+
+    is_valid: bool
+    #: ``SYSTEM_USER``, ``USER``, ``PAGE``, ``APP``
+    type: str | None = None
+    app_id: str | None = None
+    application: str | None = None
+    user_id: str | None = None
+    scopes: tuple[str, ...] = ()
+    #: ``{scope: target ids}`` from ``granular_scopes`` (WABA and phone number ids)
+    granular_scopes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: None means never (``expires_at: 0``)
+    expires_at: dt.datetime | None = None
+    issued_at: dt.datetime | None = None
+    data_access_expires_at: dt.datetime | None = None
+    #: when invalid: the reason Graph gives (``{"code": 190, "subcode": 463, "message": ...}``)
+    error_code: int | None = None
+    error_subcode: int | None = None
+    error_message: str | None = None
+    #: fingerprint of the inspected token (safe to log)
+    fingerprint: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def never_expires(self) -> bool:
+        return self.expires_at is None
+
+    def expires_in(self, now: dt.datetime | None = None) -> dt.timedelta | None:
+        """Time left before expiry (negative once expired); None for a token that never expires."""
+        if self.expires_at is None:
+            return None
+        return self.expires_at - (now or dt.datetime.now(dt.timezone.utc))
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    @property
+    def can_send_messages(self) -> bool:
+        return self.is_valid and self.has_scope(WHATSAPP_MESSAGING_SCOPE)
+
+    @classmethod
+    def from_response(cls, body: Mapping[str, Any], *, fingerprint: str | None = None) -> TokenInfo:
+        """Parse ``{"data": {...}}``. Raises ValueError when the body is not that shape."""
+        data = body.get("data")
+        if not isinstance(data, Mapping):
+            raise ValueError("debug_token answered without a data object")
+        error = data.get("error") if isinstance(data.get("error"), Mapping) else {}
+        assert isinstance(error, Mapping)
+        granular: dict[str, tuple[str, ...]] = {}
+        for item in data.get("granular_scopes") or ():
+            if isinstance(item, Mapping) and isinstance(item.get("scope"), str):
+                targets = item.get("target_ids") or ()
+                granular[item["scope"]] = tuple(str(t) for t in targets if isinstance(t, (str, int)))
+        scopes = tuple(s for s in (data.get("scopes") or ()) if isinstance(s, str))
+
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+
+        code = error.get("code")
+        subcode = error.get("subcode", error.get("error_subcode"))
+        message = error.get("message")
+        return cls(
+            is_valid=data.get("is_valid") is True,
+            type=text("type"),
+            app_id=text("app_id"),
+            application=text("application"),
+            user_id=text("user_id"),
+            scopes=scopes,
+            granular_scopes=granular,
+            expires_at=_time(data.get("expires_at")),
+            issued_at=_time(data.get("issued_at")),
+            data_access_expires_at=_time(data.get("data_access_expires_at")),
+            error_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+            error_subcode=subcode if isinstance(subcode, int) and not isinstance(subcode, bool) else None,
+            error_message=redact_text(message) if isinstance(message, str) else None,
+            fingerprint=fingerprint,
+            raw=dict(body),
+        )

@@ -1,0 +1,11 @@
+"""The sender's version (the distribution's) and the User-Agent it sends."""
+
+from __future__ import annotations
+
+import httpx
+
+from tokenstore._version import __version__
+
+__all__ = ["USER_AGENT", "__version__"]
+
+USER_AGENT = f"whatsapp-tokenstore/{__version__} httpx/{httpx.__version__}"
