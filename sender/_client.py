@@ -8,7 +8,6 @@ request, refetches and resends once when Graph rejects it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import random
@@ -59,6 +58,14 @@ logger = logging.getLogger("sender")
 _S = TypeVar("_S", bound="_BaseSender")
 _ID = re.compile(r"^\d{1,32}$")
 _Outcome = Any  # SendResult | bool | SendError
+
+
+def _transport_name(transport: object) -> str:
+    if transport is None:
+        return "httpx"
+    from ._aiohttp import AiohttpTransport
+
+    return "aiohttp" if isinstance(transport, AiohttpTransport) else type(transport).__name__
 
 
 def _mask_recipient(to: str | None) -> str:
@@ -179,6 +186,8 @@ class _BaseSender:
                 "ca_bundle": settings.ca_bundle,
                 "owns_providers": True,
             }
+            if issubclass(cls, AsyncSender):
+                kwargs["async_transport"] = settings.async_transport
             kwargs.update(overrides)
             return cls(provider, **kwargs)
         except BaseException:
@@ -445,11 +454,27 @@ class AsyncSender(_BaseSender):
         provider: TokenProvider,
         *,
         phone_number_id: str,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        async_transport: str = "auto",
         **options: Any,
     ) -> None:
         super().__init__(provider, phone_number_id=phone_number_id, **options)
+        if sleep is None:
+            import asyncio
+
+            sleep = asyncio.sleep
         self._sleep = sleep
+        if async_transport not in ("auto", "aiohttp", "httpx"):
+            raise ValueError("async_transport must be 'auto', 'aiohttp' or 'httpx'")
+        if self._transport is None and async_transport != "httpx":
+            # httpcore's async pool costs 2-5x the CPU per message of aiohttp's at any concurrency (see
+            # sender/_aiohttp.py and bench/); use aiohttp's pool whenever it is installed
+            from ._aiohttp import AiohttpTransport, aiohttp_available
+
+            if async_transport == "aiohttp" or aiohttp_available():
+                self._transport = AiohttpTransport(verify=self._verify)
+        #: the transport in use: "aiohttp", "httpx" or the name of a transport passed in
+        self.transport_name = _transport_name(self._transport)
         self._client = httpx.AsyncClient(
             auth=self.auth,
             timeout=self._timeout,

@@ -59,6 +59,7 @@ WHATSAPP_KEYS = [
     "appsecret_proof",
     "retry",
     "pacing",
+    "async_transport",
 ]
 _RETRY_KEYS = (
     "max_attempts",
@@ -129,6 +130,8 @@ class SenderSettings:
     appsecret_proof: AppSecretProof = "off"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     pacing: PacingPolicy | None = None
+    #: AsyncSender's transport: "auto" (aiohttp's pool when installed), "aiohttp" or "httpx"
+    async_transport: str = "auto"
     source: str | None = None
 
 
@@ -284,5 +287,6 @@ def settings_from_config(
         appsecret_proof=_appsecret_proof(section),
         retry=_retry(section),
         pacing=_pacing(section),
+        async_transport=section.get_str("async_transport", "auto", choices=("auto", "aiohttp", "httpx")),
         source=source,
     )
