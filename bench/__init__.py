@@ -1,0 +1,1 @@
+"""Benchmarks: ``bash bench/run`` (or ``python -m bench``). See bench/README.md."""
