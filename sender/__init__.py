@@ -48,6 +48,7 @@ from ._messages import (
 from ._models import SendResult, TokenInfo
 from ._pacing import Pacer, PacingPolicy
 from ._redact import RedactingFilter, install_log_redaction, redact_text, redact_url
+from ._redirect import RedirectTransport
 from ._retry import DEFAULT_RETRY_CODES, NEVER_RETRY_CODES, RetryPolicy
 from ._tokeninfo import adebug_token, debug_token
 from ._version import __version__
@@ -70,6 +71,7 @@ __all__ = [
     "RateLimited",
     "RecipientError",
     "RedactingFilter",
+    "RedirectTransport",
     "RetryPolicy",
     "SendError",
     "SendResult",

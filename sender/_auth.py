@@ -15,6 +15,18 @@ resend cannot deliver a message twice.
 
 With an app-secret provider, each request also carries ``appsecret_proof`` = HMAC-SHA256(key=app secret,
 msg=token) (or, timed, msg=``token|unix_time`` plus ``appsecret_time``), recomputed whenever the token changes.
+
+The flow is public API: put it under any ``httpx.Client`` or ``httpx.AsyncClient`` - another Cloud API
+library's client included - and that client gets the same behaviour as :class:`~sender.Sender`::
+
+    auth = sender.TokenAuth(tokenstore.load_provider("config.yaml"))
+    with httpx.Client(auth=auth, base_url="https://graph.facebook.com/v26.0") as client:
+        client.post(f"/{phone_number_id}/messages", json=message)
+
+What it counts (Graph's rejections, resends, failures) goes to the provider's
+:class:`tokenstore.AuthStats`, read with :func:`tokenstore.provider_metrics` and
+:func:`tokenstore.metrics_snapshot` next to the cache's counters; counting happens only when Graph rejects a
+token, never per request.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from typing import Any
 import httpx
 
 from tokenstore import Token, TokenProvider
+from tokenstore._metrics import AuthStats, auth_stats, track_provider
 
 from ._exceptions import AuthenticationError, SendError, error_from_graph
 
@@ -63,10 +76,23 @@ def _graph_error(response: httpx.Response) -> dict[str, Any] | None:
 
 
 class TokenAuth(httpx.Auth):
-    """Bearer authentication from a :class:`tokenstore.TokenProvider`, asked on every request.
+    """Bearer authentication from a :class:`tokenstore.TokenProvider`, asked on every request (sync and async).
+
+    >>> auth = TokenAuth(tokenstore.load_provider("config.yaml"))                     # doctest: +SKIP
+    >>> client = httpx.Client(auth=auth)              # or httpx.AsyncClient(auth=auth)  # doctest: +SKIP
+
+    The ``Authorization`` header it sets replaces any the client carries (a library's static token header
+    included). When Graph rejects the token (HTTP 401, or code 190/0), the provider is invalidated and asked
+    again; the request is resent once if the token changed, else :class:`~sender.AuthenticationError` is
+    raised. A resend needs the request body again: JSON and form bodies are replayable, a one-shot stream
+    is not (httpx then raises ``StreamConsumed``). One instance may serve any number of clients, threads and
+    tasks. Use the client for Graph only: the flow gives the token to every request the client sends.
 
     ``app_secret``: a provider of the Meta app secret, to add ``appsecret_proof`` (``timed=True`` for the
     timestamped form). ``clock`` gives unix seconds for the timed proof.
+
+    Counters: ``rejections``, ``resends`` and ``failures`` of this instance; ``stats`` is the provider's
+    :class:`tokenstore.AuthStats`, shared by every flow over the same provider.
     """
 
     requires_response_body = True  # the error object decides whether the token was rejected
@@ -83,10 +109,15 @@ class TokenAuth(httpx.Auth):
         self.app_secret = app_secret
         self.timed = timed
         self._clock = clock
-        #: counters, for metrics and tests
+        #: counters of this instance (Graph rejected the token / resent with a new one / gave up)
         self.rejections = 0
         self.resends = 0
+        self.failures = 0
         self._count_lock = threading.Lock()
+        #: the provider's counters, shared with every other flow over it (see :mod:`tokenstore` metrics)
+        self.stats: AuthStats = auth_stats(provider)
+        if app_secret is not None:
+            track_provider(app_secret)
 
     # -- logic without I/O ---------------------------------------------------------------------------------
     def _authorize(self, request: httpx.Request, token: Token, secret: Token | None) -> None:
@@ -140,10 +171,36 @@ class TokenAuth(httpx.Auth):
             error_type=graph.error_type,
         )
 
-    def _count(self, *, rejection: bool = False, resend: bool = False) -> None:
+    def _count(self, *, rejection: bool = False, resend: bool = False, failure: bool = False) -> None:
         with self._count_lock:
             self.rejections += rejection
             self.resends += resend
+            self.failures += failure
+        self.stats.count(rejections=int(rejection), resends=int(resend), auth_failures=int(failure))
+
+    def _give_up(self, response: httpx.Response, token: Token, *, refetched: Token | None) -> SendError:
+        """Count and log a rejection the store had no better token for; the error to raise."""
+        self._count(failure=True)
+        error = self._failure(response, token, refetched=refetched)
+        if refetched is None:
+            logger.warning(
+                "access token %s from %s rejected (HTTP %d, code %s) and the store still holds it: "
+                "rotate the token in the store",
+                token.fingerprint,
+                token.source,
+                response.status_code,
+                error.code,
+            )
+        else:
+            logger.warning(
+                "access token %s rejected (HTTP %d, code %s), and so was the one refetched from %s (%s)",
+                token.fingerprint,
+                response.status_code,
+                error.code,
+                refetched.source,
+                refetched.fingerprint,
+            )
+        return error
 
     def _changed(self, response: httpx.Response, old: Token, new: Token) -> None:
         self._count(resend=True)
@@ -167,7 +224,7 @@ class TokenAuth(httpx.Auth):
         self.provider.invalidate(token)
         fresh = self.provider.get_token()
         if fresh == token:
-            raise self._failure(response, token, refetched=None)
+            raise self._give_up(response, token, refetched=None)
         self._changed(response, token, fresh)
         self._authorize(request, fresh, self.app_secret.get_token() if self.app_secret else None)
         response = yield request
@@ -176,7 +233,7 @@ class TokenAuth(httpx.Auth):
         if self._rejected(response):
             self._count(rejection=True)
             self.provider.invalidate(fresh)
-            raise self._failure(response, token, refetched=fresh)
+            raise self._give_up(response, token, refetched=fresh)
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         token = await self.provider.aget_token()
@@ -190,7 +247,7 @@ class TokenAuth(httpx.Auth):
         self.provider.invalidate(token)
         fresh = await self.provider.aget_token()
         if fresh == token:
-            raise self._failure(response, token, refetched=None)
+            raise self._give_up(response, token, refetched=None)
         self._changed(response, token, fresh)
         self._authorize(request, fresh, await self.app_secret.aget_token() if self.app_secret else None)
         response = yield request
@@ -199,4 +256,4 @@ class TokenAuth(httpx.Auth):
         if self._rejected(response):
             self._count(rejection=True)
             self.provider.invalidate(fresh)
-            raise self._failure(response, token, refetched=fresh)
+            raise self._give_up(response, token, refetched=fresh)

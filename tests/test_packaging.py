@@ -13,7 +13,7 @@ import tokenstore
 from tokenstore import BackendNotInstalled, ConfigError
 from tokenstore._registry import BUILTIN_BACKENDS, import_sdk
 
-SDK_PREFIXES = ("boto3", "botocore", "hvac", "google", "azure", "grpc", "requests")
+SDK_PREFIXES = ("boto3", "botocore", "hvac", "google", "azure", "grpc", "requests", "opentelemetry")
 
 
 def test_all_names_exist_and_are_sorted_exports() -> None:
@@ -36,6 +36,12 @@ def test_all_names_exist_and_are_sorted_exports() -> None:
         "SecretNotFound",
         "SecretMalformed",
         "BackendUnavailable",
+        "AuthStats",
+        "auth_stats",
+        "enable_opentelemetry",
+        "metrics_snapshot",
+        "provider_metrics",
+        "track_provider",
     ):
         assert name in tokenstore.__all__
 

@@ -23,6 +23,7 @@ from ._errors import (
     WriteNotSupported,
 )
 from ._factory import load_provider, provider_from_config
+from ._metrics import AuthStats, auth_stats, enable_opentelemetry, metrics_snapshot, provider_metrics, track_provider
 from ._provider import Backend, TokenProvider
 from ._registry import ENTRY_POINT_GROUP, available_backends, get_backend_class, register_backend
 from ._token import Token, fingerprint_of, mask
@@ -31,6 +32,7 @@ from ._version import __version__
 __all__ = [
     "ENTRY_POINT_GROUP",
     "AccessDenied",
+    "AuthStats",
     "Backend",
     "BackendNotInstalled",
     "BackendUnavailable",
@@ -48,12 +50,17 @@ __all__ = [
     "TokenStoreError",
     "WriteNotSupported",
     "__version__",
+    "auth_stats",
     "available_backends",
+    "enable_opentelemetry",
     "fingerprint_of",
     "get_backend_class",
     "load_config",
     "load_provider",
     "mask",
+    "metrics_snapshot",
     "provider_from_config",
+    "provider_metrics",
     "register_backend",
+    "track_provider",
 ]

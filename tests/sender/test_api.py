@@ -49,6 +49,7 @@ def test_design_names_exist() -> None:
         "ServerError",
         "RetryPolicy",
         "TokenAuth",
+        "RedirectTransport",
     ):
         assert name in sender.__all__, name
     for method in ("send", "send_text", "send_template", "from_config", "mark_read", "close"):

@@ -1,0 +1,132 @@
+"""A FastAPI service that sends WhatsApp template messages, never holding the access token.
+
+One ``sender.AsyncSender`` serves the whole process: the lifespan builds it from the config file (the
+``whatsapp:`` section and the token store of ``token:``) and closes it at shutdown. Every request asks the
+store for the token through the cache, so a token rotated in the store is used without a restart, and a
+token Meta revoked (190) is refetched and the message resent once.
+
+Run it (``pip install whatsapp-tokenstore fastapi uvicorn``)::
+
+    TOKENSTORE_CONFIG=config.yaml uvicorn --app-dir examples fastapi_service:app
+
+    curl -s localhost:8000/messages/template -H 'content-type: application/json' \\
+         -d '{"to": "15551234567", "template": "hello_world", "language": "en_US"}'
+
+``POST /messages/template`` answers:
+
+* 200 ``{"message_id", "wa_id", "message_status", "attempts"}``: Meta accepted the message;
+* 422: the caller must fix the request (invalid parameter, unknown template, recipient not reachable);
+* 429 with ``Retry-After``: rate limited, try again later;
+* 502: Meta refused our credentials or is blocking us: an operator must act (see the logs);
+* 503 (with ``Retry-After`` where known): Meta or the secret store is unavailable: nothing was sent, retry;
+* 504: the request went out but no answer came back: the message MAY have been sent, do not retry blindly
+  (reconcile with the status webhooks; ``biz_opaque_callback_data`` comes back in them).
+
+``GET /healthz`` says the process is up; ``GET /metrics/token`` returns the token layer's counters per
+provider (cache hits, misses, refreshes, stale serves, store errors, invalidations, 190 resends).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+import sender
+import tokenstore
+
+logger = logging.getLogger("whatsapp_service")
+
+
+class TemplateMessage(BaseModel):
+    """The body of ``POST /messages/template``."""
+
+    to: str = Field(min_length=1, max_length=64, description="the recipient, in international format")
+    template: str = Field(min_length=1, max_length=512, description="an approved template's name")
+    language: str = Field("en_US", min_length=2, max_length=16, description="the template's language code")
+    components: list[dict[str, Any]] | None = Field(None, description="header/body/button parameters (Meta's shape)")
+    biz_opaque_callback_data: str | None = Field(None, max_length=512, description="comes back in status webhooks")
+
+
+def _problem(status: int, error: Exception, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"error": type(error).__name__, "message": str(error)}
+    headers: dict[str, str] = {}
+    if isinstance(error, sender.SendError):
+        body.update(code=error.code, retryable=error.retryable, fbtrace_id=error.fbtrace_id)
+        if error.retry_after is not None:
+            headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def error_response(error: Exception) -> JSONResponse:
+    """The HTTP answer for a failed send. Our error messages never carry a token (the library scrubs them)."""
+    if isinstance(error, sender.RateLimited):
+        return _problem(429, error)
+    if isinstance(error, (sender.InvalidRequest, sender.TemplateError, sender.RecipientError)):
+        return _problem(422, error)
+    if isinstance(error, (sender.AuthenticationError, sender.PermissionDenied, sender.PolicyBlocked)):
+        return _problem(502, error)
+    if isinstance(error, sender.OutcomeUnknown):
+        return _problem(504, error, note="the message may have been sent: do not retry blindly")
+    if isinstance(error, (sender.ServerError, sender.ConnectFailed, tokenstore.TokenStoreError)):
+        return _problem(503, error)
+    return _problem(502, error)
+
+
+def create_app(config: str | os.PathLike[str] | None = None) -> FastAPI:
+    """The service. ``config``: the config file (default: ``$TOKENSTORE_CONFIG``, then ./tokenstore.yaml).
+
+    Nothing is read or connected here: the lifespan builds the sender when the server starts, so a bad
+    config fails the start-up with an error naming the file and field.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with sender.AsyncSender.from_config(config) as whatsapp:
+            app.state.sender = whatsapp
+            logger.info("sending as phone number %s through %s", whatsapp.phone_number_id, whatsapp.provider.source)
+            yield
+        logger.info("sender closed")
+
+    app = FastAPI(title="WhatsApp template sender", lifespan=lifespan)
+
+    @app.post("/messages/template")
+    async def send_template(message: TemplateMessage, request: Request) -> Any:
+        whatsapp: sender.AsyncSender = request.app.state.sender
+        try:
+            result = await whatsapp.send_template(
+                message.to,
+                message.template,
+                language=message.language,
+                components=message.components,
+                biz_opaque_callback_data=message.biz_opaque_callback_data,
+            )
+        except (sender.SendError, tokenstore.TokenStoreError) as exc:
+            logger.warning("template %r not sent: %s", message.template, type(exc).__name__)
+            return error_response(exc)
+        return {
+            "message_id": result.message_id,
+            "wa_id": result.wa_id,
+            "message_status": result.message_status,
+            "attempts": result.attempts,
+        }
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics/token")
+    async def token_metrics() -> dict[str, dict[str, int]]:
+        return tokenstore.metrics_snapshot()
+
+    return app
+
+
+app = create_app()
