@@ -32,6 +32,7 @@ from ._exceptions import (
     TemplateError,
     error_class_for,
 )
+from ._lifecycle import AppCredentialsError, AsyncGraphTokenClient, GraphTokenClient
 from ._messages import (
     button_message,
     check_message,
@@ -45,7 +46,7 @@ from ._messages import (
     template_message,
     text_message,
 )
-from ._models import SendResult, TokenInfo
+from ._models import InvalidTokenReason, IssuedToken, SendResult, TokenInfo
 from ._pacing import Pacer, PacingPolicy
 from ._redact import RedactingFilter, install_log_redaction, redact_text, redact_url
 from ._redirect import RedirectTransport
@@ -58,10 +59,15 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_RETRY_CODES",
     "NEVER_RETRY_CODES",
+    "AppCredentialsError",
+    "AsyncGraphTokenClient",
     "AsyncSender",
     "AuthenticationError",
     "ConnectFailed",
+    "GraphTokenClient",
     "InvalidRequest",
+    "InvalidTokenReason",
+    "IssuedToken",
     "NetworkError",
     "OutcomeUnknown",
     "Pacer",

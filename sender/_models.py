@@ -1,4 +1,5 @@
-"""What the sender returns: :class:`SendResult` for a message, :class:`TokenInfo` for ``debug_token``."""
+"""What the sender returns: :class:`SendResult` for a message, :class:`TokenInfo` for ``debug_token``,
+:class:`IssuedToken` for a token Graph issued (a refresh or a generated system-user token)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tokenstore import Token
+
 from ._redact import redact_text
 
-__all__ = ["SendResult", "TokenInfo"]
+__all__ = ["InvalidTokenReason", "IssuedToken", "SendResult", "TokenInfo"]
 
 WHATSAPP_MESSAGING_SCOPE = "whatsapp_business_messaging"
 WHATSAPP_MANAGEMENT_SCOPE = "whatsapp_business_management"
@@ -69,6 +72,28 @@ def _time(value: Any) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(value, dt.timezone.utc)
 
 
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class InvalidTokenReason:
+    """Why ``debug_token`` calls a token invalid: Graph's ``data.error`` (code 190 and a subcode: 463
+    expired, 460 invalidated or revoked, 467 invalid, 458 app not installed)."""
+
+    code: int | None
+    subcode: int | None = None
+    message: str | None = None
+
+    @property
+    def expired(self) -> bool:
+        return self.subcode == 463
+
+    def __str__(self) -> str:
+        code = "" if self.code is None else f" (code {self.code}" + (f"/{self.subcode}" if self.subcode else "") + ")"
+        return f"{self.message or 'Graph says the token is not valid'}{code}"
+
+
 @dataclass(frozen=True)
 class TokenInfo:
     """What ``GET /debug_token`` says about a token (the ``data`` object). Never holds the token itself."""
@@ -104,12 +129,56 @@ class TokenInfo:
             return None
         return self.expires_at - (now or dt.datetime.now(dt.timezone.utc))
 
+    def is_expired(self, now: dt.datetime | None = None) -> bool:
+        """Whether the expiry has passed (Graph then also reports the token invalid, subcode 463)."""
+        left = self.expires_in(now)
+        return left is not None and left.total_seconds() <= 0
+
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+    def targets(self, scope: str) -> tuple[str, ...]:
+        """The target ids ``granular_scopes`` lists for ``scope`` (empty: none listed)."""
+        return tuple(self.granular_scopes.get(scope, ()))
+
+    @property
+    def waba_ids(self) -> tuple[str, ...]:
+        """The WhatsApp Business Account ids the ``whatsapp_business_messaging`` scope covers (its
+        ``granular_scopes`` targets); empty when Graph lists none."""
+        return self.targets(WHATSAPP_MESSAGING_SCOPE)
 
     @property
     def can_send_messages(self) -> bool:
         return self.is_valid and self.has_scope(WHATSAPP_MESSAGING_SCOPE)
+
+    @property
+    def error(self) -> InvalidTokenReason | None:
+        """Why Graph calls the token invalid (``data.error``); None when it gave no reason."""
+        if self.error_code is None and self.error_subcode is None and self.error_message is None:
+            return None
+        return InvalidTokenReason(code=self.error_code, subcode=self.error_subcode, message=self.error_message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able description (times in ISO 8601, ``expires_at`` None for never); no secret in it."""
+        error = self.error
+        return {
+            "is_valid": self.is_valid,
+            "type": self.type,
+            "app_id": self.app_id,
+            "application": self.application,
+            "user_id": self.user_id,
+            "scopes": list(self.scopes),
+            "granular_scopes": {k: list(v) for k, v in self.granular_scopes.items()},
+            "waba_ids": list(self.waba_ids),
+            "issued_at": _iso(self.issued_at),
+            "expires_at": _iso(self.expires_at),
+            "never_expires": self.never_expires,
+            "data_access_expires_at": _iso(self.data_access_expires_at),
+            "error": None
+            if error is None
+            else {"code": error.code, "subcode": error.subcode, "message": error.message},
+            "fingerprint": self.fingerprint,
+        }
 
     @classmethod
     def from_response(cls, body: Mapping[str, Any], *, fingerprint: str | None = None) -> TokenInfo:
@@ -150,3 +219,24 @@ class TokenInfo:
             fingerprint=fingerprint,
             raw=dict(body),
         )
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token Graph issued: a refresh (``fb_exchange_token``) or a generated system-user token.
+
+    The value is a :class:`tokenstore.Token` (``token.reveal()`` gives it; ``repr`` shows its fingerprint
+    only). Graph's raw answer is not kept: it holds the value.
+    """
+
+    token: Token
+    #: ``bearer``
+    token_type: str | None = None
+    #: seconds of life Graph announced (None: Graph did not say; ``inspect`` the token for its expiry)
+    expires_in: int | None = None
+    #: ``expires_in`` from the moment the answer arrived
+    expires_at: dt.datetime | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return self.token.fingerprint

@@ -2,9 +2,10 @@
 
 A real HTTP server on 127.0.0.1 that speaks enough of the Graph API for the sender and the operator
 commands: ``POST /{version}/{phone-number-id}/messages`` (Meta's success shape, schema validation, Graph
-error objects), ``GET /{version}/debug_token``, and ``/_sandbox/...`` control routes. It checks bearer tokens
-against a registry it can issue, rotate, revoke and expire (on an injectable clock), returns Graph errors on
-command, and records what it received (fingerprints only, never a token)::
+error objects), ``GET /{version}/debug_token``, the token lifecycle (``GET /oauth/access_token`` to refresh,
+``GET /oauth/revoke``, ``POST /{system-user-id}/access_tokens`` to generate), and ``/_sandbox/...`` control
+routes. It checks bearer tokens against a registry it can issue, rotate, revoke and expire (on an injectable
+clock), returns Graph errors on command, and records what it received (fingerprints only, never a token)::
 
     from sender.sandbox import Sandbox
 
@@ -14,6 +15,7 @@ command, and records what it received (fingerprints only, never a token)::
         ...                                  # point a sender at sb.url / sb.phone_number_id
         sb.revoke_token(token)               # 190 from now on
         sb.received_counts()                 # Counter of accepted text bodies
+        sb.route_counts()["oauth.access_token"]   # how many refresh calls it answered
 
 New endpoints go in their own module under ``sender.sandbox.routes``.
 """

@@ -401,6 +401,12 @@ class Sandbox:
         """How many times each message was accepted, keyed by ``key`` (default: the text body)."""
         return self.state.received_counts(key)
 
+    def route_counts(self) -> collections.Counter[str]:
+        """How many requests each route answered (``messages``, ``debug_token``, ``oauth.access_token``,
+        ``oauth.revoke``, ``system_users.access_tokens``, ``control``; ``-`` for unknown paths)."""
+        with self.state.lock:
+            return collections.Counter(r.route for r in self.state.requests)
+
     def reset(self) -> None:
         """Forget faults, accepted messages and the request log (tokens stay)."""
         self.state.reset()

@@ -407,7 +407,7 @@ def test_transport_failures_are_backend_unavailable(moto: MotoServer, sm: Any, p
         assert time.monotonic() - started < 2  # a single attempt: the cache layer owns retrying
         proxy.reset()
         # a RST right after accept may reach urllib3 before or after it sent the request: both are transient
-        with pytest.raises(BackendUnavailable, match="connection|cannot connect to"):
+        with pytest.raises(BackendUnavailable, match=r"connection|cannot connect to"):
             b.get_token()
         proxy.heal()
         assert b.get_token().reveal() == value

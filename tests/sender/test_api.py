@@ -61,6 +61,28 @@ def test_design_names_exist() -> None:
     assert list(params)[:5] == ["self", "to", "name", "language", "components"]
 
 
+def test_lifecycle_names_exist() -> None:
+    for name in (
+        "GraphTokenClient",
+        "AsyncGraphTokenClient",
+        "AppCredentialsError",
+        "TokenInfo",
+        "IssuedToken",
+        "InvalidTokenReason",
+        "debug_token",
+        "adebug_token",
+    ):
+        assert name in sender.__all__, name
+    for method in ("inspect", "refresh", "revoke", "generate", "from_config"):
+        assert callable(getattr(sender.GraphTokenClient, method))
+        assert callable(getattr(sender.AsyncGraphTokenClient, method))
+        if method != "from_config":
+            assert inspect.iscoroutinefunction(getattr(sender.AsyncGraphTokenClient, method))
+    assert issubclass(sender.AppCredentialsError, sender.AuthenticationError)
+    for field in ("is_valid", "type", "app_id", "scopes", "granular_scopes", "issued_at", "expires_at", "error"):
+        assert hasattr(sender.TokenInfo, field) or field in sender.TokenInfo.__dataclass_fields__, field
+
+
 def test_error_tree() -> None:
     for cls in (
         sender.AuthenticationError,

@@ -64,7 +64,7 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for name in ("show", "send", "check", "rotate", "demo", "sandbox"):
+    for name in ("show", "send", "check", "rotate", "refresh", "revoke", "demo", "sandbox"):
         assert name in out
 
 
@@ -160,7 +160,7 @@ def test_check_with_a_wrong_app_secret_is_a_graph_error(
 ) -> None:
     (tmp_path / "app_secret").write_text("0" * 32)
     code, _, err = run(["check", "-c", str(config)], capsys, store.initial, app_secret)
-    assert code == 4 and "AuthenticationError" in err
+    assert code == 4 and "AppCredentialsError" in err and "rejected the app token" in err
 
 
 # -- rotate ---------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from .._version import __version__
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: command modules, in the order ``tokenstore --help`` lists them
-COMMANDS = ["show", "send", "check", "rotate", "demo", "sandbox"]
+COMMANDS = ["show", "send", "check", "rotate", "refresh", "revoke", "demo", "sandbox"]
 
 
 def build_parser() -> argparse.ArgumentParser:

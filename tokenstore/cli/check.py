@@ -1,9 +1,9 @@
-"""``tokenstore check``: is the stored token valid, what is it, can it send, when does it expire?
+"""``tokenstore check``: is the stored token valid, what is it, can it send, for which WABAs, when does it expire?
 
 It fetches the token from the store and asks Graph's ``GET /debug_token`` about it, authenticated with the
-app token (``whatsapp.app_id`` and the app secret from the ``app_secret:`` section). Exit 0 when all is well,
-1 when the token is invalid, belongs to another app or lacks ``whatsapp_business_messaging``, 5 when it
-expires within ``--warn-days`` (default 7) or is a short-lived user token.
+app token (``whatsapp.app_id`` and the app secret from the ``app_secret:`` section, any backend), never with
+the token inspecting itself. Exit codes are in :data:`EPILOG`; ``--json`` prints one object for monitoring
+(also when the check itself fails).
 """
 
 from __future__ import annotations
@@ -11,51 +11,88 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._errors import ConfigError
-from ._common import EXIT_OK, EXIT_PROBLEM, EXIT_WARNING, add_config_option, guarded, print_kv
+from ._common import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_WARNING,
+    add_config_option,
+    error,
+    exit_code_for,
+    guarded,
+    print_kv,
+)
 
 if TYPE_CHECKING:
-    from sender import TokenInfo
+    from sender import GraphTokenClient, TokenInfo
     from sender._config import SenderSettings
 
     from .._token import Token
 
-HELP = "check the stored token with Graph's debug_token: validity, type, scopes, expiry (never prints it)"
+HELP = "check the stored token with Graph's debug_token: validity, type, scopes, WABAs, expiry (never prints it)"
 MESSAGING_SCOPE = "whatsapp_business_messaging"
+EPILOG = """\
+exit codes:
+  0  ok: valid, of whatsapp.app_id, with whatsapp_business_messaging, not expiring within --warn-days
+  1  problem: invalid, expired or revoked, another app's token, or without whatsapp_business_messaging
+  2  config or usage error (e.g. whatsapp.app_id or the app_secret: section missing)
+  3  the secret store failed (the token or the app secret could not be read)
+  4  the Graph API refused or failed the call (AppCredentialsError: the app id or secret was rejected)
+  5  warning: valid, but expires within --warn-days (default 7), or a short-lived USER token
+
+--json prints one object on stdout: status ("ok", "warning", "problem" or "error"), exit_code, valid, type,
+app_id, scopes, whatsapp_business_messaging, waba_ids, issued_at, expires_at (null: never), never_expires,
+expires_in_seconds, expires_in_days, fingerprint, source, problems, warnings (and error, for status "error").
+A 60-day token is refreshed with `tokenstore refresh --if-expiring-within 7` (safe to run daily from cron)."""
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("check", help=HELP, description=HELP)
+    parser = sub.add_parser(
+        "check", help=HELP, description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_config_option(parser)
     parser.add_argument(
-        "--warn-days", type=int, default=7, metavar="N", help="warn (exit 5) when the token expires within N days"
+        "--warn-days",
+        type=float,
+        default=7,
+        metavar="N",
+        help="warn (exit 5) when the token expires within N days (default 7)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (for monitoring) instead of text")
     parser.set_defaults(func=guarded(run))
 
 
+def _days(delta: dt.timedelta) -> str:
+    hours = max(0.0, delta.total_seconds() / 3600)
+    return f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.1f} days"
+
+
 def assess(
-    info: TokenInfo, *, app_id: str | None, warn_days: int = 7, now: dt.datetime | None = None
+    info: TokenInfo, *, app_id: str | None, warn_days: float = 7, now: dt.datetime | None = None
 ) -> tuple[list[str], list[str]]:
     """``(problems, warnings)`` about a token as debug_token describes it."""
+    now = now or dt.datetime.now(dt.timezone.utc)
     problems: list[str] = []
     warnings: list[str] = []
     if not info.is_valid:
-        reason = info.error_message or "Graph says it is not valid"
-        code = f" (code {info.error_code}" + (f"/{info.error_subcode}" if info.error_subcode else "") + ")"
-        problems.append(f"the token is not valid: {reason}{code if info.error_code else ''}")
+        if info.expires_at is not None and info.is_expired(now):
+            problems.append(
+                f"the token expired at {info.expires_at.isoformat(timespec='seconds')}: it can no longer be "
+                "refreshed; generate a new one and put it in with tokenstore rotate"
+            )
+        else:
+            problems.append(f"the token is not valid: {info.error or 'Graph says it is not valid'}")
     if app_id and info.app_id and info.app_id != app_id:
         problems.append(f"the token belongs to app {info.app_id}, not the configured whatsapp.app_id {app_id}")
     if info.is_valid and MESSAGING_SCOPE not in info.scopes:
         problems.append(f"the token lacks the {MESSAGING_SCOPE} permission: it cannot send messages")
     left = info.expires_in(now)
     if info.is_valid and left is not None and left <= dt.timedelta(days=warn_days):
-        hours = max(0.0, left.total_seconds() / 3600)
-        when = f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.1f} days"
-        warnings.append(f"the token expires in {when}: refresh or rotate it (tokenstore rotate)")
+        advice = "tokenstore refresh" if info.type == "SYSTEM_USER" else "tokenstore rotate"
+        warnings.append(f"the token expires in {_days(left)}: refresh or rotate it ({advice})")
     if info.is_valid and info.type == "USER":
         warnings.append("a USER token (the dashboard's temporary tokens last under 24 hours): use a system user token")
     return problems, warnings
@@ -65,8 +102,9 @@ def _when(value: dt.datetime | None, *, never: str = "never") -> str:
     return never if value is None else value.isoformat(timespec="seconds")
 
 
-def describe(info: TokenInfo, token: Token | None = None) -> dict[str, Any]:
-    """The facts to print (no secret)."""
+def describe(info: TokenInfo, token: Token | None = None, *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The facts to print as text (no secret)."""
+    left = info.expires_in(now)
     return {
         "valid": info.is_valid,
         "type": info.type,
@@ -74,49 +112,73 @@ def describe(info: TokenInfo, token: Token | None = None) -> dict[str, Any]:
         "application": info.application,
         "scopes": list(info.scopes),
         MESSAGING_SCOPE: MESSAGING_SCOPE in info.scopes,
-        "expires_at": _when(info.expires_at),
+        "waba_ids": list(info.waba_ids),
         "issued_at": _when(info.issued_at, never="-"),
+        "expires_at": _when(info.expires_at),
+        "expires_in": "never" if left is None else ("expired" if left.total_seconds() <= 0 else _days(left)),
         "fingerprint": info.fingerprint,
         "source": token.source if token is not None else None,
         "version": token.version if token is not None else None,
     }
 
 
+def describe_json(info: TokenInfo, token: Token | None = None, *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The facts for ``--json``: machine-friendly (null for never, seconds and days left)."""
+    left = info.expires_in(now)
+    data = info.to_dict()
+    return {
+        "valid": info.is_valid,
+        "type": info.type,
+        "app_id": info.app_id,
+        "application": info.application,
+        "scopes": list(info.scopes),
+        MESSAGING_SCOPE: MESSAGING_SCOPE in info.scopes,
+        "waba_ids": list(info.waba_ids),
+        "granular_scopes": data["granular_scopes"],
+        "issued_at": data["issued_at"],
+        "expires_at": data["expires_at"],
+        "never_expires": info.never_expires,
+        "expires_in_seconds": None if left is None else int(left.total_seconds()),
+        "expires_in_days": None if left is None else round(left.total_seconds() / 86400, 3),
+        "error": data["error"],
+        "fingerprint": info.fingerprint,
+        "source": token.source if token is not None else None,
+        "version": token.version if token is not None else None,
+    }
+
+
+def graph_client(config: Mapping[str, Any], settings: SenderSettings, *, purpose: str) -> GraphTokenClient:
+    """A :class:`sender.GraphTokenClient` for the configured app (the app secret read without a cache);
+    ConfigError naming ``whatsapp.app_id`` or ``app_secret`` when missing."""
+    from sender import GraphTokenClient
+    from sender._lifecycle import app_secret_provider_from_config
+
+    secret = app_secret_provider_from_config(config, settings, purpose=purpose, cache=False)
+    assert settings.app_id is not None
+    try:
+        return GraphTokenClient(
+            settings.app_id,
+            secret,
+            base_url=settings.base_url,
+            api_version=settings.api_version,
+            timeout=settings.timeout,
+            ca_bundle=settings.ca_bundle,
+            owns_app_secret=True,
+        )
+    except BaseException:
+        secret.close()
+        raise
+
+
 def inspect_token(
     token: Token | str, config: Mapping[str, Any], settings: SenderSettings, *, purpose: str
 ) -> TokenInfo:
     """debug_token for ``token`` with the configured app token; ConfigError naming what is missing."""
-    from sender import debug_token
-
-    from .._factory import provider_from_config
-
-    source = settings.source
-    if not settings.app_id:
-        raise ConfigError(
-            f"required for {purpose}: debug_token authenticates with the app token ({{app-id}}|{{app-secret}})",
-            source=source,
-            field="whatsapp.app_id",
-        )
-    if config.get("app_secret") is None:
-        raise ConfigError(
-            f"required for {purpose}: the section naming the store of the Meta app secret",
-            source=source,
-            field="app_secret",
-        )
-    with provider_from_config(config, section="app_secret", source=source, cache=False) as secrets:
-        app_secret = secrets.get_token()
-    return debug_token(
-        token,
-        app_id=settings.app_id,
-        app_secret=app_secret,
-        base_url=settings.base_url,
-        api_version=settings.api_version,
-        timeout=settings.timeout,
-        ca_bundle=settings.ca_bundle,
-    )
+    with graph_client(config, settings, purpose=purpose) as graph:
+        return graph.inspect(token)
 
 
-def run(args: argparse.Namespace) -> int:
+def _check(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[tuple[str, Any]]]:
     from sender._config import read_config, settings_from_config
 
     from .._factory import provider_from_config
@@ -126,14 +188,35 @@ def run(args: argparse.Namespace) -> int:
     with provider_from_config(config, source=source, cache=False) as provider:
         token = provider.get_token()
     info = inspect_token(token, config, settings, purpose="check")
-    problems, warnings = assess(info, app_id=settings.app_id, warn_days=args.warn_days)
-    facts = describe(info, token)
-    if args.json:
-        print(json.dumps({**facts, "problems": problems, "warnings": warnings}))
-    else:
-        rows = [(k, ", ".join(v) if isinstance(v, list) else ("-" if v is None else v)) for k, v in facts.items()]
-        rows += [("problem", p) for p in problems] + [("warning", w) for w in warnings]
+    now = dt.datetime.now(dt.timezone.utc)
+    problems, warnings = assess(info, app_id=settings.app_id, warn_days=args.warn_days, now=now)
+    code = EXIT_PROBLEM if problems else EXIT_WARNING if warnings else EXIT_OK
+    status = {EXIT_OK: "ok", EXIT_WARNING: "warning", EXIT_PROBLEM: "problem"}[code]
+    data = {"status": status, "exit_code": code, **describe_json(info, token, now=now)}
+    data.update(problems=problems, warnings=warnings)
+    rows: list[tuple[str, Any]] = []
+    for key, value in describe(info, token, now=now).items():
+        if isinstance(value, list):
+            value = ", ".join(value)
+        rows.append((key, "-" if value is None or value == "" else value))
+    rows += [("problem", p) for p in problems] + [("warning", w) for w in warnings]
+    return code, data, rows
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.json:
+        code, _, rows = _check(args)
         print_kv(rows)
-    if problems:
-        return EXIT_PROBLEM
-    return EXIT_WARNING if warnings else EXIT_OK
+        return code
+    try:
+        code, data, _ = _check(args)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        code = exit_code_for(exc)  # re-raises what is not ours
+        message = f"{type(exc).__name__}: {exc}"
+        print(json.dumps({"status": "error", "exit_code": code, "error": message, "problems": [], "warnings": []}))
+        error(message, stream=sys.stderr)
+        return code
+    print(json.dumps(data))
+    return code

@@ -1,24 +1,42 @@
-"""``tokenstore demo``: rotation without a lost message, end to end on this machine, no account needed.
+"""``tokenstore demo``: rotation and the 60-day token lifecycle without a lost message, end to end on this
+machine, no account needed.
 
-It starts the local Graph API sandbox and a file-backed token store in a temporary folder, sends the
-``hello_world`` template, rotates the token in the store (``tokenstore rotate``'s own path: debug_token, put,
-read back) and revokes the old one at the sandbox, then sends again with the same sender, whose cache still
-holds the revoked token: Graph answers 190, the sender refetches and resends once. Both messages arrive,
-each once. Only fingerprints are printed.
+It starts the local Graph API sandbox and a file-backed token store in a temporary folder.
+
+Part 1, rotation: it sends the ``hello_world`` template, rotates the token in the store (``tokenstore
+rotate``'s own path: debug_token, put, read back) and revokes the old one at the sandbox, then sends again
+with the same sender, whose cache still holds the revoked token: Graph answers 190, the sender refetches and
+resends once. Both messages arrive, each once.
+
+Part 2, lifecycle: the store gets a 60-day token issued 57 days ago (the sandbox clock is set back to issue
+it). ``tokenstore check`` warns that it expires in 3 days; a running sender sends with it; ``tokenstore
+refresh --if-expiring-within 7 --revoke-old-after`` exchanges it for a new 60-day token, validates, writes
+and reads it back, and revokes the old one - the demo does not sit through the 330 s wait (ttl +
+refresh_ahead), the running sender sends during it instead. After the revoke the same sender sends again:
+190, refetch, resend with the new token. Every message arrives exactly once. Only fingerprints are printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._common import EXIT_OK, EXIT_PROBLEM, guarded
 
-HELP = "run a rotation end to end against a local Graph API sandbox (no account, nothing leaves 127.0.0.1)"
+if TYPE_CHECKING:
+    from sender.sandbox import ManualClock, Sandbox
+
+HELP = (
+    "run a rotation and a 60-day token refresh end to end against a local Graph API sandbox (nothing leaves 127.0.0.1)"
+)
 RECIPIENT = "15551234567"
+ISSUED_DAYS_AGO = 57
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,12 +52,13 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from sender import Sender
-    from sender.sandbox import Sandbox
+    from sender.sandbox import ManualClock, Sandbox
 
     from ..backends.file import FileBackend
     from .rotate import perform_rotation
 
-    with tempfile.TemporaryDirectory(prefix="tokenstore-demo-") as tmp, Sandbox() as sandbox:
+    clock = ManualClock()
+    with tempfile.TemporaryDirectory(prefix="tokenstore-demo-") as tmp, Sandbox(clock=clock) as sandbox:
         folder = Path(tmp)
         token_path, secret_path, config_path = folder / "token", folder / "app_secret", folder / "config.yaml"
         first = sandbox.issue_sixty_day_token(label="demo")
@@ -89,14 +108,101 @@ def run(args: argparse.Namespace) -> int:
             and again.token_fingerprint == rotation.new_fingerprint
             and sent.token_fingerprint == rotation.old_fingerprint
         )
-        if ok:
-            _say(
-                "7. both messages delivered, each exactly once; the rotation needed no restart and lost nothing. "
-                "No token was printed: only sha256 fingerprints."
+        if not ok:
+            print(
+                f"tokenstore: error: demo failed: {len(sandbox.received)} messages received, {len(delivered)} as sent",
+                file=sys.stderr,
             )
-            return EXIT_OK
-        print(
-            f"tokenstore: error: demo failed: {len(sandbox.received)} messages received, {len(delivered)} as sent",
-            file=sys.stderr,
+            return EXIT_PROBLEM
+        _say(
+            "7. both messages delivered, each exactly once; the rotation needed no restart and lost nothing. "
+            "No token was printed: only sha256 fingerprints."
         )
+        return _lifecycle(sandbox, clock, config_path, token_path)
+
+
+def _lifecycle(sandbox: Sandbox, clock: ManualClock, config_path: Path, token_path: Path) -> int:
+    """Part 2: a 60-day token three days from expiry is refreshed under a running sender, the old one revoked."""
+    from sender import Sender, SendResult
+    from sender._config import read_config, settings_from_config
+    from sender.sandbox import SIXTY_DAYS
+
+    from .._token import fingerprint_of
+    from ..backends.file import FileBackend
+    from .check import assess, inspect_token
+    from .refresh import perform_refresh
+
+    _say("")
+    _say("Token lifecycle: a 60-day token close to expiry, refreshed under a running sender")
+    now = time.time()
+    clock.set(now - ISSUED_DAYS_AGO * 86400)
+    old = sandbox.issue_token(expires_in=SIXTY_DAYS, label="demo-60-day")
+    clock.set(now)
+    FileBackend(token_path).put_token(old)
+    old_fp = fingerprint_of(old)
+    data, source = read_config(config_path)
+    settings = settings_from_config(data, source=source)
+    info = inspect_token(old, data, settings, purpose="the demo")
+    problems, warnings = assess(info, app_id=settings.app_id)
+    expires = "never" if info.expires_at is None else info.expires_at.isoformat(timespec="seconds")
+    _say(
+        f"8. the store now holds {old_fp}, a 60-day {info.type} token issued {ISSUED_DAYS_AGO} days ago "
+        f"(expires {expires})"
+    )
+    code = 1 if problems else 5 if warnings else 0
+    _say(f"9. tokenstore check: {'; '.join(problems + warnings) or 'ok'} (exit {code})")
+
+    results: list[SendResult] = []
+    with Sender.from_config(config_path) as client:
+
+        def send(step: str, why: str) -> None:
+            result = client.send_text(RECIPIENT, f"lifecycle message {len(results) + 1}")
+            results.append(result)
+            _say(f"{step} the running sender sent a text {why}: {result.message_id} (token {result.token_fingerprint})")
+
+        send("10.", "before the refresh")
+
+        def step(name: str, text: str) -> None:
+            _say(f"     refresh {name}: {text}")
+
+        def wait(seconds: float) -> None:  # the demo does not sit through the wait: it keeps sending instead
+            _say(f"     (the demo skips the {seconds:g} s wait; meanwhile the old token is still valid)")
+            send("    ", "during the wait")
+
+        _say("11. tokenstore refresh --if-expiring-within 7 --revoke-old-after")
+        outcome = perform_refresh(
+            config_path,
+            if_expiring_within=7,
+            revoke_old_after="default",
+            sleep=wait,
+            now=lambda: dt.datetime.fromtimestamp(clock(), dt.timezone.utc),
+            report=step,
+        )
+        mark = len(sandbox.requests)
+        send("12.", "after the old token was revoked (its cache still held it)")
+        for record in sandbox.requests[mark:]:
+            result = f"HTTP {record.status}" + (f" (Graph code {record.code})" if record.code is not None else "")
+            _say(f"     {record.method} {record.path} with {record.token_fingerprint}: {result}")
+
+    old_record = sandbox.token_record(old)
+    received = sandbox.received_counts(lambda m: m.message_id)
+    new_fp = outcome.new_fingerprint
+    ok = (
+        outcome.action == "refreshed"
+        and outcome.revoked
+        and old_record is not None
+        and old_record.status(clock()) == "revoked"
+        and len(results) == 3
+        and all(received.get(r.message_id) == 1 for r in results)
+        and [r.token_fingerprint for r in results] == [old_fp, old_fp, new_fp]
+        and FileBackend(token_path).get_token().fingerprint == new_fp
+    )
+    if not ok:
+        print("tokenstore: error: demo failed: the lifecycle part did not go as expected", file=sys.stderr)
         return EXIT_PROBLEM
+    expires = "never" if outcome.new_expires_at is None else outcome.new_expires_at.isoformat(timespec="seconds")
+    _say(
+        f"13. all 3 texts delivered, each exactly once; {old_fp} is revoked, the store and every sender use {new_fp} "
+        f"(expires {expires}). Run `tokenstore refresh --if-expiring-within 7 --revoke-old-after` daily from cron."
+    )
+    return EXIT_OK
