@@ -14,45 +14,49 @@ for tests and demos. Importing this package does no network I/O and imports no c
 
 from __future__ import annotations
 
-from ._auth import TokenAuth, appsecret_proof
-from ._client import AsyncSender, Sender
-from ._config import DEFAULT_API_VERSION, DEFAULT_BASE_URL, SenderSettings, settings_from_config
-from ._exceptions import (
-    AuthenticationError,
-    ConnectFailed,
-    InvalidRequest,
-    NetworkError,
-    OutcomeUnknown,
-    PermissionDenied,
-    PolicyBlocked,
-    RateLimited,
-    RecipientError,
-    SendError,
-    ServerError,
-    TemplateError,
-    error_class_for,
-)
-from ._lifecycle import AppCredentialsError, AsyncGraphTokenClient, GraphTokenClient
-from ._messages import (
-    button_message,
-    check_message,
-    contacts_message,
-    interactive_message,
-    list_message,
-    location_message,
-    media_message,
-    reaction_message,
-    read_receipt,
-    template_message,
-    text_message,
-)
-from ._models import InvalidTokenReason, IssuedToken, SendResult, TokenInfo
-from ._pacing import Pacer, PacingPolicy
-from ._redact import RedactingFilter, install_log_redaction, redact_text, redact_url
-from ._redirect import RedirectTransport
-from ._retry import DEFAULT_RETRY_CODES, NEVER_RETRY_CODES, RetryPolicy
-from ._tokeninfo import adebug_token, debug_token
+import typing as _typing
+
 from ._version import __version__
+
+if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each loads on first use (import cost)
+    from ._auth import TokenAuth, appsecret_proof
+    from ._client import AsyncSender, Sender
+    from ._config import DEFAULT_API_VERSION, DEFAULT_BASE_URL, SenderSettings, settings_from_config
+    from ._exceptions import (
+        AuthenticationError,
+        ConnectFailed,
+        InvalidRequest,
+        NetworkError,
+        OutcomeUnknown,
+        PermissionDenied,
+        PolicyBlocked,
+        RateLimited,
+        RecipientError,
+        SendError,
+        ServerError,
+        TemplateError,
+        error_class_for,
+    )
+    from ._lifecycle import AppCredentialsError, AsyncGraphTokenClient, GraphTokenClient
+    from ._messages import (
+        button_message,
+        check_message,
+        contacts_message,
+        interactive_message,
+        list_message,
+        location_message,
+        media_message,
+        reaction_message,
+        read_receipt,
+        template_message,
+        text_message,
+    )
+    from ._models import InvalidTokenReason, IssuedToken, SendResult, TokenInfo
+    from ._pacing import Pacer, PacingPolicy
+    from ._redact import RedactingFilter, install_log_redaction, redact_text, redact_url
+    from ._redirect import RedirectTransport
+    from ._retry import DEFAULT_RETRY_CODES, NEVER_RETRY_CODES, RetryPolicy
+    from ._tokeninfo import adebug_token, debug_token
 
 __all__ = [
     "DEFAULT_API_VERSION",
@@ -108,3 +112,74 @@ __all__ = [
     "template_message",
     "text_message",
 ]
+
+
+#: public name -> the private module that defines it
+_LAZY: dict[str, str] = {
+    "TokenAuth": "._auth",
+    "appsecret_proof": "._auth",
+    "AsyncSender": "._client",
+    "Sender": "._client",
+    "DEFAULT_API_VERSION": "._config",
+    "DEFAULT_BASE_URL": "._config",
+    "SenderSettings": "._config",
+    "settings_from_config": "._config",
+    "AuthenticationError": "._exceptions",
+    "ConnectFailed": "._exceptions",
+    "InvalidRequest": "._exceptions",
+    "NetworkError": "._exceptions",
+    "OutcomeUnknown": "._exceptions",
+    "PermissionDenied": "._exceptions",
+    "PolicyBlocked": "._exceptions",
+    "RateLimited": "._exceptions",
+    "RecipientError": "._exceptions",
+    "SendError": "._exceptions",
+    "ServerError": "._exceptions",
+    "TemplateError": "._exceptions",
+    "error_class_for": "._exceptions",
+    "AppCredentialsError": "._lifecycle",
+    "AsyncGraphTokenClient": "._lifecycle",
+    "GraphTokenClient": "._lifecycle",
+    "button_message": "._messages",
+    "check_message": "._messages",
+    "contacts_message": "._messages",
+    "interactive_message": "._messages",
+    "list_message": "._messages",
+    "location_message": "._messages",
+    "media_message": "._messages",
+    "reaction_message": "._messages",
+    "read_receipt": "._messages",
+    "template_message": "._messages",
+    "text_message": "._messages",
+    "InvalidTokenReason": "._models",
+    "IssuedToken": "._models",
+    "SendResult": "._models",
+    "TokenInfo": "._models",
+    "Pacer": "._pacing",
+    "PacingPolicy": "._pacing",
+    "RedactingFilter": "._redact",
+    "install_log_redaction": "._redact",
+    "redact_text": "._redact",
+    "redact_url": "._redact",
+    "RedirectTransport": "._redirect",
+    "DEFAULT_RETRY_CODES": "._retry",
+    "NEVER_RETRY_CODES": "._retry",
+    "RetryPolicy": "._retry",
+    "adebug_token": "._tokeninfo",
+    "debug_token": "._tokeninfo",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

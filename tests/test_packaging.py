@@ -172,3 +172,32 @@ def test_py_typed_shipped() -> None:
     import sender
 
     assert (Path(sender.__file__).parent / "py.typed").exists()
+
+
+def test_lazy_exports_cover_all_and_resolve() -> None:
+    """The packages load their modules on first use of a name; every public name must resolve that way."""
+    import importlib
+
+    for package in ("tokenstore", "sender"):
+        module = importlib.import_module(package)
+        lazy = module._LAZY
+        assert set(lazy) == set(module.__all__) - {"__version__"}, package
+        for name in module.__all__:
+            assert getattr(module, name) is not None
+        assert set(module.__all__) <= set(dir(module))
+        with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+            module.nope  # noqa: B018
+
+
+def test_plain_import_loads_no_submodule_until_used() -> None:
+    code = (
+        "import sys, tokenstore, sender\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('tokenstore.', 'sender.')) and "
+        "not m.endswith('_version')))\n"
+        "from sender import Sender\n"
+        "print('sender._client' in sys.modules, 'sender._lifecycle' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first, second = out.stdout.strip().splitlines()
+    assert first == "[]"
+    assert second == "True False"  # sending does not pay for the token lifecycle client

@@ -9,25 +9,36 @@ Importing this package imports no cloud SDK: backends are loaded by name, on fir
 
 from __future__ import annotations
 
-from ._cache import CachePolicy, CacheStats, CachingProvider
-from ._config import SecretRef, Section, load_config
-from ._errors import (
-    AccessDenied,
-    BackendNotInstalled,
-    BackendUnavailable,
-    ConfigError,
-    ProviderError,
-    SecretMalformed,
-    SecretNotFound,
-    TokenStoreError,
-    WriteNotSupported,
-)
-from ._factory import load_provider, provider_from_config
-from ._metrics import AuthStats, auth_stats, enable_opentelemetry, metrics_snapshot, provider_metrics, track_provider
-from ._provider import Backend, TokenProvider
-from ._registry import ENTRY_POINT_GROUP, available_backends, get_backend_class, register_backend
-from ._token import Token, fingerprint_of, mask
+import typing as _typing
+
 from ._version import __version__
+
+if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each loads on first use (import cost)
+    from ._cache import CachePolicy, CacheStats, CachingProvider
+    from ._config import SecretRef, Section, load_config
+    from ._errors import (
+        AccessDenied,
+        BackendNotInstalled,
+        BackendUnavailable,
+        ConfigError,
+        ProviderError,
+        SecretMalformed,
+        SecretNotFound,
+        TokenStoreError,
+        WriteNotSupported,
+    )
+    from ._factory import load_provider, provider_from_config
+    from ._metrics import (
+        AuthStats,
+        auth_stats,
+        enable_opentelemetry,
+        metrics_snapshot,
+        provider_metrics,
+        track_provider,
+    )
+    from ._provider import Backend, TokenProvider
+    from ._registry import ENTRY_POINT_GROUP, available_backends, get_backend_class, register_backend
+    from ._token import Token, fingerprint_of, mask
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -64,3 +75,55 @@ __all__ = [
     "register_backend",
     "track_provider",
 ]
+
+
+#: public name -> the private module that defines it
+_LAZY: dict[str, str] = {
+    "CachePolicy": "._cache",
+    "CacheStats": "._cache",
+    "CachingProvider": "._cache",
+    "SecretRef": "._config",
+    "Section": "._config",
+    "load_config": "._config",
+    "AccessDenied": "._errors",
+    "BackendNotInstalled": "._errors",
+    "BackendUnavailable": "._errors",
+    "ConfigError": "._errors",
+    "ProviderError": "._errors",
+    "SecretMalformed": "._errors",
+    "SecretNotFound": "._errors",
+    "TokenStoreError": "._errors",
+    "WriteNotSupported": "._errors",
+    "load_provider": "._factory",
+    "provider_from_config": "._factory",
+    "AuthStats": "._metrics",
+    "auth_stats": "._metrics",
+    "enable_opentelemetry": "._metrics",
+    "metrics_snapshot": "._metrics",
+    "provider_metrics": "._metrics",
+    "track_provider": "._metrics",
+    "Backend": "._provider",
+    "TokenProvider": "._provider",
+    "ENTRY_POINT_GROUP": "._registry",
+    "available_backends": "._registry",
+    "get_backend_class": "._registry",
+    "register_backend": "._registry",
+    "Token": "._token",
+    "fingerprint_of": "._token",
+    "mask": "._token",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
