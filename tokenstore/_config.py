@@ -8,7 +8,6 @@ references, or from the stores' own credential chains).
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -37,6 +36,8 @@ _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:
+    import difflib  # only on the error path (import cost)
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
