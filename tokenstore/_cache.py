@@ -432,8 +432,10 @@ class CachingProvider(TokenProvider):
         now = self._clock()
         with self._lock:
             entry = self._entry
-            if token is not None and entry is not None and entry.token is not token and entry.token != token:
-                return  # somebody already refetched: the cached token is a newer one
+            if token is not None and entry is not None and entry.token is not token:
+                # somebody already refetched since this token was handed out: even if the store gave the
+                # same value back, that answer is newer than the rejection; asking again would not help
+                return
             if entry is not None and entry.expires_at > now:
                 self._entry = _Entry(entry.token, now, now)
             self._retry_at = _NEVER
