@@ -60,6 +60,12 @@ _ID = re.compile(r"^\d{1,32}$")
 _Outcome = Any  # SendResult | bool | SendError
 
 
+#: keep every pooled connection alive: with httpx's default of 20 keep-alive connections out of 100, httpcore 1.0
+#: closes "surplus" idle connections one of which may already be assigned to a queued request (more than 100
+#: threads sending at once saw ReadError/WriteError: encode/httpcore#1110), and reconnects cost CPU anyway
+POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=5.0)
+
+
 def _transport_name(transport: object) -> str:
     if transport is None:
         return "httpx"
@@ -294,6 +300,7 @@ class Sender(_BaseSender):
             transport=self._transport,
             headers=self._headers,
             follow_redirects=False,
+            limits=POOL_LIMITS,
         )
 
     # -- the I/O path --------------------------------------------------------------------------------------
@@ -472,7 +479,11 @@ class AsyncSender(_BaseSender):
             from ._aiohttp import AiohttpTransport, aiohttp_available
 
             if async_transport == "aiohttp" or aiohttp_available():
-                self._transport = AiohttpTransport(verify=self._verify)
+                self._transport = AiohttpTransport(
+                    verify=self._verify,
+                    max_connections=POOL_LIMITS.max_connections or 100,
+                    keepalive_expiry=POOL_LIMITS.keepalive_expiry or 5.0,
+                )
         #: the transport in use: "aiohttp", "httpx" or the name of a transport passed in
         self.transport_name = _transport_name(self._transport)
         self._client = httpx.AsyncClient(
@@ -482,6 +493,7 @@ class AsyncSender(_BaseSender):
             transport=self._transport,
             headers=self._headers,
             follow_redirects=False,
+            limits=POOL_LIMITS,
         )
 
     # -- the I/O path --------------------------------------------------------------------------------------
