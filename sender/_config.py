@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from tokenstore import ConfigError, Section, load_config
-from tokenstore._config import find_config_path
+from tokenstore._config import find_config_path, shown
 
 from ._pacing import PacingPolicy
 from ._retry import DEFAULT_RETRY_CODES, RetryPolicy
@@ -270,7 +270,7 @@ def settings_from_config(
     api_version = section.get_str("api_version", DEFAULT_API_VERSION)
     problem = check_api_version(api_version)
     if problem:
-        section.fail("api_version", f"{problem}, got {api_version!r}")
+        section.fail("api_version", f"{problem}, got {shown(api_version)}")
     base_url = section.get_str("base_url", DEFAULT_BASE_URL)
     problem = check_base_url(base_url)
     if problem:

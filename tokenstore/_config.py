@@ -55,6 +55,17 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def shown(value: str) -> str:
+    """A config value for an error message: short values quoted, long ones described, never echoed.
+
+    A long value in a field that expects a word or a number is most likely a token pasted in the wrong place;
+    repeating it would carry it into logs and CI output.
+    """
+    if len(value) <= 24:
+        return repr(value)
+    return f"a value of {len(value)} characters (not shown: it may be a secret)"
+
+
 def _name(name: str) -> str:
     """An environment variable's name for a message, unless it looks like a pasted secret.
 
@@ -294,7 +305,8 @@ class Section:
             if value not in options:
                 self.fail(
                     key,
-                    f"must be one of {', '.join(repr(c) for c in options)}, got {value!r}{_suggest(value, options)}",
+                    f"must be one of {', '.join(repr(c) for c in options)}, "
+                    f"got {shown(value)}{_suggest(value, options)}",
                 )
         return value
 
@@ -327,10 +339,13 @@ class Section:
             return default
         value = self.data[key]
         if isinstance(value, str):
+            text = value
             try:
-                value = float(value.strip())
+                value = float(text.strip())
             except ValueError:
-                self.fail(key, f"must be a number, got the string {value!r}")
+                value = None  # fail outside the except block: float()'s own message quotes the text
+            if value is None:
+                self.fail(key, f"must be a number, got the string {shown(text)}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(key, f"must be a number, got {_type_name(value)}")
         number = float(value)

@@ -85,11 +85,13 @@ def get_backend_class(name: str) -> type[Backend]:
         if name not in eps:
             import difflib
 
+            from ._config import shown
+
             known = available_backends()
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"unknown backend {name!r}{hint}; available: {', '.join(known)}. A third-party backend "
+                f"unknown backend {shown(name)}{hint}; available: {', '.join(known)}. A third-party backend "
                 f"must be installed and registered under the {ENTRY_POINT_GROUP!r} entry-point group"
             )
         try:
