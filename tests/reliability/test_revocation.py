@@ -28,6 +28,7 @@ from tests.reliability.conftest import (
     make_sender,
     run_stream,
 )
+from tests.servers import wait_until
 from tokenstore import CachingProvider, fingerprint_of
 
 pytestmark = pytest.mark.backend("vault")
@@ -156,8 +157,15 @@ def test_concurrent_refusals_of_an_unchanged_token_share_one_refetch(store: Vaul
                 return exc
             return None
 
+        # hold the refetch until every send has been refused with the same token: a send that only started
+        # after the refetch would carry the refetched copy, and its refusal would rightly refetch once more
+        before = len(sandbox.requests)
+        raw.hold()
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            errors = list(pool.map(burst, range(workers)))
+            futures = [pool.submit(burst, i) for i in range(workers)]
+            wait_until(lambda: len(sandbox.requests) >= before + workers, timeout=30, what="every send refused")
+            raw.release()
+            errors = [f.result(timeout=30) for f in futures]
     assert all(isinstance(e, AuthenticationError) for e in errors)
     assert [r.status for r in sandbox.requests].count(401) == workers  # one request each, no resend
     assert raw.calls == 2, f"{raw.calls - 1} refetches of the same refused token by {workers} concurrent sends"
