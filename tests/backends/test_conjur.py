@@ -289,7 +289,10 @@ def test_malformed_values(setup: Setup) -> None:
         backend.get_token()
     assert "no key 'access_token'" in str(info2.value) and secret not in str(info2.value)
     setup.fake.set_secret(VAR, f'["{secret}"]')
-    with setup.make(key="access_token") as backend, pytest.raises(tokenstore.SecretMalformed, match="not an object"):
+    with (
+        setup.make(key="access_token") as backend,
+        pytest.raises(tokenstore.SecretMalformed, match="not a JSON object"),
+    ):
         backend.get_token()
 
 

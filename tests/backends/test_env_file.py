@@ -80,7 +80,7 @@ class TestFileJsonKeyContract(ProviderContract):
 
 def test_env_empty_and_whitespace(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TS_EMPTY", "  ")
-    with pytest.raises(tokenstore.SecretMalformed, match="env:TS_EMPTY: environment variable is empty"):
+    with pytest.raises(tokenstore.SecretMalformed, match="env:TS_EMPTY: the environment variable is empty"):
         EnvBackend("TS_EMPTY").get_token()
     secret = canary()
     monkeypatch.setenv("TS_TWO", f"{secret} {secret}")

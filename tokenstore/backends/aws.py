@@ -48,6 +48,7 @@ from .._errors import (
     SecretNotFound,
     WriteNotSupported,
 )
+from .._parsing import json_object, new_token_value, token_from_text
 from .._provider import Backend
 from .._registry import import_sdk
 from .._token import Token, fingerprint_of
@@ -204,12 +205,6 @@ def _parse_retry_after(value: object) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
-
-
-def _check_new_value(value: object, source: str) -> str:
-    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
-        raise SecretMalformed("refusing to write an empty token or one with whitespace", source=source)
-    return value.strip()
 
 
 class AwsBackend(Backend):
@@ -567,15 +562,7 @@ class AwsBackend(Backend):
 
     def _extract(self, text: str) -> str:
         where = self._where()
-        if self.key is not None:
-            data = self._json_object(text, what="read")
-            if self.key not in data:
-                raise SecretNotFound(f"the JSON object in {where} has no key {self.key!r}", source=self.source)
-            value = data[self.key]
-            if not isinstance(value, str):
-                raise SecretMalformed(f"key {self.key!r} of {where} is not a string", source=self.source)
-            text = value
-        elif text.lstrip().startswith("{"):
+        if self.key is None and text.lstrip().startswith("{"):
             try:
                 is_object = isinstance(json.loads(text), dict)
             except ValueError:
@@ -584,22 +571,7 @@ class AwsBackend(Backend):
                 raise SecretMalformed(
                     f"{where} holds a JSON object: set key to the field that holds the token", source=self.source
                 )
-        value = text.strip()
-        if not value:
-            raise SecretMalformed(f"{where} is empty", source=self.source)
-        if any(c.isspace() for c in value):
-            raise SecretMalformed(f"{where} contains whitespace; an access token is one word", source=self.source)
-        return value
-
-    def _json_object(self, text: str, *, what: str) -> dict[str, Any]:
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            action = f"so key {self.key!r} cannot be read" if what == "read" else "not overwriting it"
-            raise SecretMalformed(f"{self._where()} is not a JSON object, {action}", source=self.source)
-        return data
+        return token_from_text(text, source=self.source, key=self.key, what=where, key_hint=False)
 
     # -- writing --------------------------------------------------------------------------------------------
     @property
@@ -625,7 +597,7 @@ class AwsBackend(Backend):
                 f"pinned to {pinned}: a new version would not be read; read the latest/AWSCURRENT to rotate",
                 source=self.source,
             )
-        value = _check_new_value(value, self.source)
+        value = new_token_value(value, source=self.source)
         version = self._put_secret(value) if self.service == "secretsmanager" else self._put_parameter(value)
         logger.info("wrote a new token to %s (version %s, %s)", self.source, version, fingerprint_of(value))
         return version
@@ -634,7 +606,7 @@ class AwsBackend(Backend):
         payload = value
         if self.key is not None:
             current, _ = self._read_secret(None, AWSCURRENT)
-            data = self._json_object(current, what="write")
+            data = json_object(current, source=self.source, key=self.key, action="write", what=self._where())
             data[self.key] = value
             payload = json.dumps(data)
         request_token = str(uuid.uuid4())  # idempotency: a retried request cannot make two versions
@@ -656,7 +628,7 @@ class AwsBackend(Backend):
                 current, _ = self._read_parameter(None)
             except SecretNotFound:
                 current = "{}"
-            data = self._json_object(current, what="write")
+            data = json_object(current, source=self.source, key=self.key, action="write", what=self._where())
             data[self.key] = value
             payload = json.dumps(data)
         kwargs: dict[str, Any] = {"Name": self.parameter, "Value": payload, "Type": "SecureString", "Overwrite": True}

@@ -41,6 +41,7 @@ from .._errors import (
     SecretNotFound,
     WriteNotSupported,
 )
+from .._parsing import new_token_value, one_word
 from .._provider import Backend
 from .._registry import import_sdk
 from .._token import Token
@@ -392,14 +393,7 @@ class AzureBackend(Backend):
                 f"the secret is not valid before {not_before.isoformat(timespec='seconds')} (its nbf attribute)",
                 source=self.source,
             )
-        value = secret.value
-        if not isinstance(value, str) or not value.strip():
-            raise SecretMalformed("the secret is empty", source=self.source)
-        value = value.strip()
-        if any(c.isspace() for c in value):
-            raise SecretMalformed(
-                "the secret contains whitespace inside it: it must hold only the token", source=self.source
-            )
+        value = one_word(secret.value if isinstance(secret.value, str) else "", source=self.source)
         logger.debug("read %s (version %s)", self.source, props.version)
         return Token(value, source=self.source, version=props.version, expires_at=expires)
 
@@ -410,9 +404,7 @@ class AzureBackend(Backend):
                 f"pinned to version {self.version}: a new version would not be read; remove version to rotate",
                 source=self.source,
             )
-        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
-            raise SecretMalformed("refusing to write an empty token or one with whitespace", source=self.source)
-        return value.strip()
+        return new_token_value(value, source=self.source)
 
     def put_token(self, value: str) -> str | None:
         value = self._check_writable(value)

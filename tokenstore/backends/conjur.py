@@ -56,6 +56,7 @@ from .._errors import (
     TokenStoreError,
     WriteNotSupported,
 )
+from .._parsing import json_object, new_token_value, string_under_key, token_from_text
 from .._provider import Backend
 from .._token import Token
 from .._version import __version__
@@ -482,15 +483,12 @@ class ConjurBackend(Backend):
                 "reads: remove `version` from the config to rotate through it",
                 source=self.source,
             )
-        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
-            raise SecretMalformed("refusing to write an empty token or one with whitespace", source=self.source)
-        value = value.strip()
+        value = new_token_value(value, source=self.source)
         if self.key is not None:
             current = yield from self._read_flow(None, missing_ok=True)
             data: dict[str, Any] = {}
             if current is not None:
-                loaded = self._json_object(current, writing=True)
-                data = loaded
+                data = json_object(current, source=self.source, key=self.key, action="write", what="the variable")
             data[self.key] = value
             payload = json.dumps(data).encode("utf-8")
         else:
@@ -546,40 +544,15 @@ class ConjurBackend(Backend):
         return max(versions) if versions else None
 
     # -- interpreting values and answers ----------------------------------------------------------------------
-    def _json_object(self, raw: bytes, *, writing: bool = False) -> dict[str, Any]:
-        suffix = "; not overwriting it" if writing else f", so key {self.key!r} cannot be read"
-        try:
-            data = json.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            raise SecretMalformed(f"the value is not a JSON object{suffix}", source=self.source) from None
-        if not isinstance(data, dict):
-            raise SecretMalformed(f"the value is JSON but not an object{suffix}", source=self.source)
-        return data
-
     def _extract(self, raw: bytes) -> str:
         if self.key is not None:
-            data = self._json_object(raw)
-            if self.key not in data:
-                raise SecretNotFound(f"the JSON object has no key {self.key!r}", source=self.source)
-            item = data[self.key]
-            if not isinstance(item, str):
-                raise SecretMalformed(f"key {self.key!r} is not a string", source=self.source)
-            text = item
-        else:
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise SecretMalformed("the value is not UTF-8 text", source=self.source) from None
-        value = text.strip()
-        if not value:
-            raise SecretMalformed("the value is empty", source=self.source)
-        if any(c.isspace() for c in value):
-            raise SecretMalformed(
-                "the value contains whitespace inside it; an access token is one word"
-                + ("" if self.key else " (set key: when the variable holds a JSON object)"),
-                source=self.source,
-            )
-        return value
+            data = json_object(raw, source=self.source, key=self.key, what="the variable")
+            return string_under_key(data, source=self.source, key=self.key, what="the variable")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SecretMalformed("the variable is not UTF-8 text", source=self.source) from None
+        return token_from_text(text, source=self.source, what="the variable")
 
     def _server_error(self, response: httpx.Response) -> tuple[str | None, str | None]:
         """Conjur's ``{"error": {"code", "message"}}``, if the body is that."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from .._config import Section
-from .._errors import SecretMalformed, SecretNotFound
+from .._errors import SecretNotFound
+from .._parsing import one_word
 from .._provider import Backend
 from .._token import Token
 
@@ -33,14 +34,7 @@ class EnvBackend(Backend):
         value = os.environ.get(self.var)
         if value is None:
             raise SecretNotFound("environment variable is not set", source=self.source)
-        value = value.strip()
-        if not value:
-            raise SecretMalformed("environment variable is empty", source=self.source)
-        if any(c.isspace() for c in value):
-            raise SecretMalformed(
-                "the value contains whitespace inside it; an access token is one word", source=self.source
-            )
-        return Token(value, source=self.source)
+        return Token(one_word(value, source=self.source, what="the environment variable"), source=self.source)
 
     async def aget_token(self) -> Token:
         return self.get_token()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .._config import Section
 from .._errors import AccessDenied, BackendUnavailable, SecretMalformed, SecretNotFound
+from .._parsing import json_object, new_token_value, token_from_text
 from .._provider import Backend
 from .._token import Token
 
@@ -71,36 +72,6 @@ class FileBackend(Backend):
             self._warned_mode = mode
             logger.warning("%s is readable by group or others (mode %04o): restrict it with chmod 600", self.path, mode)
 
-    def _parse(self, text: str) -> str:
-        if self.key is not None:
-            try:
-                data = json.loads(text)
-            except ValueError:
-                raise SecretMalformed(
-                    f"the file is not a JSON object, so key {self.key!r} cannot be read", source=self.source
-                ) from None
-            if not isinstance(data, dict):
-                raise SecretMalformed(
-                    f"the file is JSON but not an object, so key {self.key!r} cannot be read",
-                    source=self.source,
-                )
-            if self.key not in data:
-                raise SecretNotFound(f"the JSON object has no key {self.key!r}", source=self.source)
-            value = data[self.key]
-            if not isinstance(value, str):
-                raise SecretMalformed(f"key {self.key!r} is not a string", source=self.source)
-            text = value
-        value = text.strip()
-        if not value:
-            raise SecretMalformed("the token is empty", source=self.source)
-        if any(c.isspace() for c in value):
-            raise SecretMalformed(
-                "the token contains whitespace inside it: the file must hold only the token"
-                + ("" if self.key else " (or set key: for a JSON file)"),
-                source=self.source,
-            )
-        return value
-
     def get_token(self) -> Token:
         st = self._stat()
         ident = (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
@@ -123,7 +94,7 @@ class FileBackend(Backend):
         except UnicodeDecodeError:
             raise SecretMalformed("the file is not UTF-8 text", source=self.source) from None
         token = Token(
-            self._parse(text),
+            token_from_text(text, source=self.source, key=self.key, what="the file"),
             source=self.source,
             version=str(st.st_mtime_ns),
             fetched_at=dt.datetime.now(dt.timezone.utc),
@@ -142,23 +113,13 @@ class FileBackend(Backend):
             self._token = None
 
     def put_token(self, value: str) -> str | None:
-        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
-            raise SecretMalformed("refusing to write an empty token or one with whitespace", source=self.source)
-        value = value.strip()
+        value = new_token_value(value, source=self.source)
         if self.key is not None:
             data: dict[str, object] = {}
             if self.path.exists():
-                try:
-                    loaded = json.loads(self.path.read_text(encoding="utf-8"))
-                except (ValueError, UnicodeDecodeError):
-                    raise SecretMalformed(
-                        "the existing file is not a JSON object; not overwriting it", source=self.source
-                    ) from None
-                if not isinstance(loaded, dict):
-                    raise SecretMalformed(
-                        "the existing file is not a JSON object; not overwriting it", source=self.source
-                    )
-                data = loaded
+                data = json_object(
+                    self.path.read_bytes(), source=self.source, key=self.key, action="write", what="the existing file"
+                )
             data[self.key] = value
             payload = json.dumps(data, indent=2) + "\n"
         else:

@@ -36,6 +36,7 @@ from .._errors import (
     SecretNotFound,
     WriteNotSupported,
 )
+from .._parsing import json_object, new_token_value, token_from_text
 from .._provider import Backend
 from .._registry import import_sdk
 from .._token import Token
@@ -403,41 +404,10 @@ class GcpBackend(Backend):
 
     def _token_from(self, response: Any) -> Token:
         text = self._payload_text(response)
-        value = self._extract(text)
+        value = token_from_text(text, source=self.source, key=self.key, what="the secret version")
         version = str(response.name).rsplit("/", 1)[-1] or None
         logger.debug("read %s (version %s)", self.source, version)
         return Token(value, source=self.source, version=version)
-
-    def _extract(self, text: str) -> str:
-        if self.key is not None:
-            obj = self._json_object(text, "read")
-            if self.key not in obj:
-                raise SecretNotFound(f"the JSON object has no key {self.key!r}", source=self.source)
-            value = obj[self.key]
-            if not isinstance(value, str):
-                raise SecretMalformed(f"key {self.key!r} is not a string", source=self.source)
-            text = value
-        value = text.strip()
-        if not value:
-            raise SecretMalformed("the token is empty", source=self.source)
-        if any(c.isspace() for c in value):
-            raise SecretMalformed(
-                "the token contains whitespace inside it: the secret must hold only the token"
-                + ("" if self.key else " (or set key: for a JSON secret)"),
-                source=self.source,
-            )
-        return value
-
-    def _json_object(self, text: str, action: str) -> dict[str, Any]:
-        try:
-            obj = json.loads(text)
-        except ValueError:
-            obj = None
-        if not isinstance(obj, dict):
-            raise SecretMalformed(
-                f"the secret is not a JSON object, so key {self.key!r} cannot be {action}", source=self.source
-            )
-        return obj
 
     # -- writing ---------------------------------------------------------------------------------------------
     def _check_writable(self, value: str) -> str:
@@ -446,9 +416,7 @@ class GcpBackend(Backend):
                 f"pinned to version {self.version}: a new version would not be read; set version: latest to rotate",
                 source=self.source,
             )
-        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
-            raise SecretMalformed("refusing to write an empty token or one with whitespace", source=self.source)
-        return value.strip()
+        return new_token_value(value, source=self.source)
 
     def _payload(self, data: bytes) -> dict[str, Any]:
         self._load_modules()
@@ -456,8 +424,9 @@ class GcpBackend(Backend):
         return {"data": data, "data_crc32c": self._crc32c.value(data)}
 
     def _merge(self, current: str | None, value: str) -> bytes:
-        obj: dict[str, Any] = {} if current is None else self._json_object(current, "written")
-        obj[self.key or ""] = value
+        key = self.key or ""
+        obj = {} if current is None else json_object(current, source=self.source, key=key, action="write")
+        obj[key] = value
         return json.dumps(obj).encode("utf-8")
 
     def put_token(self, value: str) -> str | None:

@@ -58,6 +58,7 @@ from .._errors import (
     SecretNotFound,
     WriteNotSupported,
 )
+from .._parsing import new_token_value, string_under_key
 from .._provider import Backend
 from .._registry import import_sdk
 from .._token import Token, fingerprint_of
@@ -157,13 +158,6 @@ def _parse_retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
-
-
-def check_new_value(value: object, source: str) -> str:
-    """The value ``put_token`` may write: a non-empty string with no whitespace inside (one word)."""
-    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
-        raise SecretMalformed("refusing to write an empty token or one with whitespace", source=source)
-    return value.strip()
 
 
 class VaultBackend(Backend):
@@ -588,20 +582,7 @@ class VaultBackend(Backend):
     def _extract(self, data: Any) -> str:
         if not isinstance(data, dict):
             raise SecretMalformed(f"the secret at {self._where()} is not a key/value map", source=self.source)
-        if self.key not in data:
-            raise SecretNotFound(f"the secret at {self._where()} has no key {self.key!r}", source=self.source)
-        value = data[self.key]
-        if not isinstance(value, str):
-            raise SecretMalformed(f"key {self.key!r} of {self._where()} is not a string", source=self.source)
-        value = value.strip()
-        if not value:
-            raise SecretMalformed(f"key {self.key!r} of {self._where()} is empty", source=self.source)
-        if any(c.isspace() for c in value):
-            raise SecretMalformed(
-                f"key {self.key!r} of {self._where()} contains whitespace; an access token is one word",
-                source=self.source,
-            )
-        return value
+        return string_under_key(data, source=self.source, key=self.key, what=f"the secret at {self._where()}")
 
     # -- writing --------------------------------------------------------------------------------------------
     @property
@@ -616,7 +597,7 @@ class VaultBackend(Backend):
                 f"pinned to version {self.version}: a new version would not be read; remove version to rotate",
                 source=self.source,
             )
-        value = check_new_value(value, self.source)
+        value = new_token_value(value, source=self.source)
         new_version: str | None = None
         if self.kv_version == 2:
             new_version = self._put_v2(value)

@@ -1,0 +1,89 @@
+"""What every backend does with a secret's contents: find the token in it, or refuse it.
+
+A token is one word: the text (or the string under an optional ``key`` of a JSON object), stripped, not empty
+and without whitespace inside. Everything else is refused with a :class:`~tokenstore.SecretMalformed` (or a
+:class:`~tokenstore.SecretNotFound` for a missing key) naming ``source``, ``what`` was read and the key, and
+saying what to do; a message never contains the value. What is particular to one store (decoding bytes,
+checksums, disabled or binary secrets) stays in its backend.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from ._errors import SecretMalformed, SecretNotFound
+
+__all__ = ["json_object", "new_token_value", "one_word", "string_under_key", "token_from_text"]
+
+
+def token_from_text(
+    text: str, *, source: str, key: str | None = None, what: str = "the secret", key_hint: bool = True
+) -> str:
+    """The token in ``text``: all of it, or the string under ``key`` of the JSON object it holds.
+
+    ``what`` names what was read in messages ("the file", "the secret at secret/data/app"); ``key_hint``: whether
+    a value with whitespace inside, read without ``key``, is answered with a hint to set ``key`` (false for a
+    store that has no ``key`` option, or that refuses a JSON object read without ``key`` by itself).
+    """
+    if key is None:
+        return one_word(text, source=source, what=what, key_hint=key_hint)
+    data = json_object(text, source=source, key=key, what=what)
+    return string_under_key(data, source=source, key=key, what=what)
+
+
+def json_object(
+    text: str | bytes,
+    *,
+    source: str,
+    key: str,
+    action: Literal["read", "write"] = "read",
+    what: str = "the secret",
+) -> dict[str, Any]:
+    """``text`` (UTF-8 when bytes) parsed as a JSON object, to read ``key`` from or to write it into."""
+    try:
+        data = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except ValueError:  # UnicodeDecodeError included
+        data = None
+    if not isinstance(data, dict):
+        if action == "read":
+            raise SecretMalformed(
+                f"{what} is not a JSON object, so key {key!r} cannot be read (remove key if it holds only the token)",
+                source=source,
+            )
+        raise SecretMalformed(
+            f"{what} is not a JSON object, so key {key!r} cannot be written into it; not overwriting it",
+            source=source,
+        )
+    return data
+
+
+def string_under_key(data: dict[str, Any], *, source: str, key: str, what: str = "the secret") -> str:
+    """The token under ``key`` of ``data`` (a JSON object or key/value map), checked to be one word."""
+    if key not in data:
+        raise SecretNotFound(f"{what} has no key {key!r} (set key to the field that holds the token)", source=source)
+    value = data[key]
+    if not isinstance(value, str):
+        raise SecretMalformed(f"key {key!r} of {what} is not a string: it must hold the token as text", source=source)
+    return one_word(value, source=source, what=f"key {key!r} of {what}", key_hint=False)
+
+
+def one_word(text: str, *, source: str, what: str = "the secret", key_hint: bool = False) -> str:
+    """``text`` stripped, refused when empty or when it has whitespace inside (an access token is one word)."""
+    value = text.strip()
+    if not value:
+        raise SecretMalformed(f"{what} is empty: it must hold the access token", source=source)
+    if any(c.isspace() for c in value):
+        raise SecretMalformed(
+            f"{what} contains whitespace inside it; an access token is one word"
+            + (" (set key when it holds a JSON object)" if key_hint else ""),
+            source=source,
+        )
+    return value
+
+
+def new_token_value(value: object, *, source: str) -> str:
+    """The value ``put_token`` may write: a non-empty string with no whitespace inside, stripped."""
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
+        raise SecretMalformed("refusing to write an empty token or one with whitespace", source=source)
+    return value.strip()
