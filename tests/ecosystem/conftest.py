@@ -1,21 +1,19 @@
-"""Fixtures for the ecosystem tests: the Graph sandbox, a file-backed token store holding a canary token, and
-a way to load the scripts under examples/ (they are not a package)."""
+"""Fixtures for the ecosystem tests: the Graph sandbox and a file-backed token store holding a canary token
+(both from tests/sender/conftest.py), and a way to load the scripts under examples/ (they are not a package)."""
 
 from __future__ import annotations
 
 import importlib.util
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from sender.sandbox import Sandbox
-from tests.contract import canary
-from tests.sender.conftest import Store
-from tokenstore.backends.file import FileBackend
+# the sender suite's fixtures, imported so that pytest provides them to this folder's tests too
+from tests.sender.conftest import sandbox as sandbox
+from tests.sender.conftest import store as store
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -29,20 +27,6 @@ def _debug_logs(caplog: pytest.LogCaptureFixture) -> None:
         caplog.set_level(logging.DEBUG, logger=name)
 
 
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox() as sb:
-        yield sb
-
-
-@pytest.fixture
-def store(tmp_path: Path, sandbox: Sandbox) -> Store:
-    value = sandbox.issue_token(value=canary())
-    path = tmp_path / "token"
-    FileBackend(path).put_token(value)
-    return Store(path=path, initial=value, sandbox=sandbox)
-
-
 def load_example(name: str) -> ModuleType:
     """Import ``examples/<name>.py`` as a fresh module."""
     path = EXAMPLES / f"{name}.py"
@@ -52,13 +36,3 @@ def load_example(name: str) -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def texts(caplog: pytest.LogCaptureFixture) -> str:
-    """Everything the captured records say, arguments and exceptions included."""
-    parts = []
-    for record in caplog.records:
-        parts.append(record.getMessage())
-        if record.exc_info and record.exc_info[1] is not None:
-            parts.append(repr(record.exc_info[1]) + str(record.exc_info[1]))
-    return "\n".join(parts)

@@ -24,8 +24,8 @@ import sender
 import tokenstore
 from sender.sandbox import Sandbox
 from tests.conftest import need
-from tests.ecosystem.conftest import EXAMPLES, ROOT, TO, load_example, texts
-from tests.sender.conftest import Store
+from tests.ecosystem.conftest import EXAMPLES, ROOT, TO, load_example
+from tests.sender.conftest import Store, log_text
 
 
 def write_config(path: Path, sandbox: Sandbox, store: Store, **whatsapp: Any) -> Path:
@@ -133,7 +133,7 @@ async def test_service_maps_errors_to_http_answers(
     assert "rotate the token in the store" in answer.json()["message"]
     assert store.initial not in answer.text
     assert sandbox.received == []
-    assert store.initial not in texts(caplog)
+    assert store.initial not in log_text(caplog)
 
 
 async def test_service_lifespan_closes_the_sender(service: Any, config: Path) -> None:

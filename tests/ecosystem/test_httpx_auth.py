@@ -12,8 +12,8 @@ import sender
 import tokenstore
 from sender.sandbox import Sandbox
 from tests.contract import Counting, canary
-from tests.ecosystem.conftest import TO, texts
-from tests.sender.conftest import Store
+from tests.ecosystem.conftest import TO
+from tests.sender.conftest import Store, log_text
 
 
 def text(body: str) -> dict[str, object]:
@@ -73,7 +73,7 @@ def test_sync_client_unchanged_token_raises_without_looping(
     assert (auth.rejections, auth.resends, auth.failures) == (1, 0, 1)
     warnings = [r for r in caplog.records if r.name == "sender" and r.levelname == "WARNING"]
     assert any(tokenstore.fingerprint_of(store.initial) in r.getMessage() for r in warnings)
-    assert store.initial not in texts(caplog)
+    assert store.initial not in log_text(caplog)
 
 
 async def test_async_client_rotation_and_concurrent_rejections_share_one_refetch(

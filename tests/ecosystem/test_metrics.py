@@ -20,8 +20,8 @@ import tokenstore
 from sender.sandbox import Sandbox
 from tests.conftest import need
 from tests.contract import FakeClock, canary
-from tests.ecosystem.conftest import TO, texts
-from tests.sender.conftest import Store
+from tests.ecosystem.conftest import TO
+from tests.sender.conftest import Store, log_text
 from tokenstore import CachePolicy, CachingProvider
 from tokenstore._metrics import COUNTERS, OTEL_INSTRUMENTS, PROVIDER_ATTRIBUTE
 from tokenstore.backends.file import FileBackend
@@ -155,7 +155,7 @@ def test_a_scripted_sequence_moves_every_counter(
     assert resent and tokenstore.fingerprint_of(third) in resent[0]
     stale = [r.getMessage() for r in records if "serving the cached token" in r.getMessage()]
     assert stale and tokenstore.fingerprint_of(third) in stale[0]
-    log = texts(caplog)
+    log = log_text(caplog)
     for value in (first, second, third):
         assert value not in log
     provider.close()

@@ -19,8 +19,8 @@ import sender
 import tokenstore
 from sender.sandbox import Sandbox
 from tests.conftest import need
-from tests.ecosystem.conftest import TO, texts
-from tests.sender.conftest import Store
+from tests.ecosystem.conftest import TO
+from tests.sender.conftest import Store, log_text
 
 try:
     from pywa import WhatsApp
@@ -79,7 +79,7 @@ def test_pywa_sends_through_our_auth_and_survives_rotation_with_revocation(
     # pywa's placeholder never reached Graph: only the store's tokens did
     assert {r.token_fingerprint for r in sandbox.requests} == known_fingerprints(store.initial, new)
     assert sandbox.requests[-1].token_fingerprint == tokenstore.fingerprint_of(new)
-    log = texts(caplog)
+    log = log_text(caplog)
     assert store.initial not in log and new not in log
 
 

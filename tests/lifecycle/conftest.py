@@ -8,7 +8,6 @@ import io
 import logging
 import re
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,13 @@ from typing import Any
 import pytest
 import yaml
 
-from sender.sandbox import SIXTY_DAYS, ManualClock, Sandbox
+from sender.sandbox import SIXTY_DAYS, Sandbox
 from tests.contract import assert_clean, canary
+
+# the sender suite's fixtures, imported so that pytest provides them to this folder's tests too
+from tests.sender.conftest import clock as clock
+from tests.sender.conftest import clocked_sandbox as clocked_sandbox
+from tests.sender.conftest import sandbox as sandbox
 from tokenstore.backends.file import FileBackend
 from tokenstore.cli import main
 
@@ -97,23 +101,6 @@ def make_env(sandbox: Sandbox, tmp: Path, *, expires_in: float | None = SIXTY_DA
         )
     )
     return Env(sandbox, tmp, token_path, secret_path, config, app_secret, initial)
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox() as sb:
-        yield sb
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def clocked_sandbox(clock: ManualClock) -> Iterator[Sandbox]:
-    with Sandbox(clock=clock) as sb:
-        yield sb
 
 
 @pytest.fixture
