@@ -28,8 +28,7 @@ from tests.reliability.conftest import (
     make_sender,
     run_stream,
 )
-from tests.servers import wait_until
-from tokenstore import CachingProvider, fingerprint_of
+from tokenstore import CachingProvider, Token, TokenProvider, fingerprint_of
 
 pytestmark = pytest.mark.backend("vault")
 
@@ -143,29 +142,54 @@ def test_concurrent_refusals_of_an_unchanged_token_share_one_refetch(store: Vaul
     workers = 24
     sandbox = store.sandbox
     raw = store.counted()
-    provider = CachingProvider(raw, cache_policy(ttl=300))
-    with make_sender(sandbox, provider) as client:
+    gate = GatherFirst(CachingProvider(raw, cache_policy(ttl=300)))
+    with make_sender(sandbox, gate) as client:
         client.send_text(TO, "warm")
         sandbox.revoke_token(store.initial)
-        barrier = threading.Barrier(workers)
+        # every send takes the cached token before any refusal is acted on: a send that only started after
+        # the refetch would carry the refetched copy, and its refusal would rightly refetch once more
+        gate.gather(workers)
 
         def burst(i: int) -> BaseException | None:
-            barrier.wait()
             try:
                 client.send_text(TO, f"x{i}")
             except AuthenticationError as exc:
                 return exc
             return None
 
-        # hold the refetch until every send has been refused with the same token: a send that only started
-        # after the refetch would carry the refetched copy, and its refusal would rightly refetch once more
-        before = len(sandbox.requests)
-        raw.hold()
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(burst, i) for i in range(workers)]
-            wait_until(lambda: len(sandbox.requests) >= before + workers, timeout=30, what="every send refused")
-            raw.release()
-            errors = [f.result(timeout=30) for f in futures]
+            errors = list(pool.map(burst, range(workers)))
     assert all(isinstance(e, AuthenticationError) for e in errors)
     assert [r.status for r in sandbox.requests].count(401) == workers  # one request each, no resend
     assert raw.calls == 2, f"{raw.calls - 1} refetches of the same refused token by {workers} concurrent sends"
+
+
+class GatherFirst(TokenProvider):
+    """Passes everything through, but holds ``invalidate`` until ``n`` callers have taken a token."""
+
+    def __init__(self, inner: TokenProvider) -> None:
+        self.inner = inner
+        self.source = inner.source
+        self._lock = threading.Lock()
+        self._taken = 0
+        self._target = 0
+        self._all_in = threading.Event()
+        self._all_in.set()
+
+    def gather(self, n: int) -> None:
+        with self._lock:
+            self._taken = 0
+            self._target = n
+            self._all_in.clear()
+
+    def get_token(self) -> Token:
+        token = self.inner.get_token()
+        with self._lock:
+            self._taken += 1
+            if self._taken >= self._target:
+                self._all_in.set()
+        return token
+
+    def invalidate(self, token: Token | None = None) -> None:
+        assert self._all_in.wait(30), "not every sender took a token"
+        self.inner.invalidate(token)
