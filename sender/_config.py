@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from tokenstore import ConfigError, Section, load_config
-from tokenstore._config import find_config_path, shown
+from tokenstore._config import find_config_path, is_loopback_host, shown
 
 from ._pacing import PacingPolicy
 from ._retry import DEFAULT_RETRY_CODES, RetryPolicy
@@ -88,17 +88,6 @@ def check_api_version(value: str) -> str | None:
     return None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        import ipaddress
-
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_base_url(value: str) -> str | None:
     """Why ``value`` is not a usable Graph base URL, or None. Plain http is only allowed to loopback."""
     if not isinstance(value, str):
@@ -113,7 +102,7 @@ def check_base_url(value: str) -> str | None:
         return "must not carry a query or fragment"
     if parts.username or parts.password:
         return "must not carry credentials"
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         return "plain http would send the access token in clear: use https (http is allowed only to 127.0.0.1)"
     return None
 

@@ -55,6 +55,20 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def is_loopback_host(host: str | None) -> bool:
+    """Whether a URL's host is this machine (``localhost`` or a loopback address): plain http is only for it."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    import ipaddress  # only when a URL is checked (import cost)
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def shown(value: str) -> str:
     """A config value for an error message: short values quoted, long ones described, never echoed.
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ipaddress
 import logging
 import socket
 import threading
@@ -14,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tokenstore._config import is_loopback_host
 
 from ._clock import Clock, ManualClock, SystemClock
 from ._graph import Call, Reply, graph_error
@@ -144,11 +145,7 @@ class Sandbox:
         routes: Iterable[str] = ROUTE_MODULES,
         extra_routes: Iterable[Route] = (),
     ) -> None:
-        try:
-            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
+        if not is_loopback_host(host):
             raise ValueError("the sandbox only listens on loopback (127.0.0.1)")
         self.host = host
         self.port = port

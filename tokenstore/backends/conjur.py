@@ -30,7 +30,6 @@ import asyncio
 import base64
 import binascii
 import hmac
-import ipaddress
 import json
 import logging
 import re
@@ -45,7 +44,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from .._config import SecretRef, Section
+from .._config import SecretRef, Section, is_loopback_host
 from .._errors import (
     AccessDenied,
     BackendUnavailable,
@@ -150,15 +149,6 @@ def _token_lifetime(token_json: Any) -> float | None:
     if isinstance(iat, (int, float)) and isinstance(exp, (int, float)) and exp > iat:
         return float(exp - iat)
     return None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
@@ -273,7 +263,7 @@ class ConjurBackend(Backend):
             section.fail("url", "must be the https:// URL of the Conjur appliance (or of Conjur Cloud, ending in /api)")
         if parts.query or parts.fragment or parts.username or parts.password:
             section.fail("url", "must be a plain base URL: no query, fragment or user info")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
             section.fail(
                 "url", "Conjur must be reached over https:// (plain http is only accepted for a loopback host)"
             )

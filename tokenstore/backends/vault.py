@@ -37,7 +37,6 @@ fetch, not per request.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import logging
 import os
 import threading
@@ -48,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from .._config import SecretRef, Section
+from .._config import SecretRef, Section, is_loopback_host
 from .._errors import (
     AccessDenied,
     BackendUnavailable,
@@ -141,15 +140,6 @@ class VaultAuth:
         return f"Kubernetes role {self.role!r} at auth/{self.mount_point} (JWT file {self.jwt_file})"
 
 
-def _is_loopback(host: str | None) -> bool:
-    if not host or host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -220,7 +210,7 @@ class VaultBackend(Backend):
         #: counters (for metrics and tests): logins performed, renewals done
         self.logins = 0
         self.renewals = 0
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
             logger.warning("Vault URL %s is plain http: the Vault token would cross the network unencrypted", self.url)
         if not verify:
             logger.warning("TLS certificate verification is off for Vault at %s (verify: false)", self.url)
