@@ -289,26 +289,7 @@ class Sandbox:
 
     def rotate_token(self, old: str, *, revoke_old: bool = False, value: str | None = None) -> str:
         """A new token like ``old`` (app, type, scopes, lifetime); the old one stays valid unless ``revoke_old``."""
-        if value is None:
-            return self.state.tokens.exchange(old, revoke_old=revoke_old)
-        record = self.state.tokens.find(old)
-        if record is None:
-            raise KeyError("no such token")
-        lifetime = record.expires_at - record.issued_at if record.expires_at else None
-        self.state.tokens.add(
-            value,
-            app_id=record.app_id,
-            type=record.type,
-            scopes=record.scopes,
-            granular_scopes=record.granular_scopes,
-            expires_in=lifetime,
-            user_id=record.user_id,
-            parent=record.fingerprint,
-            label=record.label,
-        )
-        if revoke_old:
-            self.state.tokens.revoke(old)
-        return value
+        return self.state.tokens.exchange(old, revoke_old=revoke_old, value=value)
 
     def revoke_token(self, value_or_fingerprint: str) -> bool:
         """Revoke a token (by value or fingerprint) at once; False if unknown or already revoked."""

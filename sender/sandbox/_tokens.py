@@ -202,12 +202,19 @@ class TokenRegistry:
                     return record
         return None
 
-    def exchange(self, old: str, *, expires_in: float | str | None = "same", revoke_old: bool = False) -> str:
+    def exchange(
+        self,
+        old: str,
+        *,
+        expires_in: float | str | None = "same",
+        revoke_old: bool = False,
+        value: str | None = None,
+    ) -> str:
         """A new token with the old one's app, type, user and scopes (a refresh or rotation); returns it.
 
         ``expires_in``: ``"same"`` keeps the old lifetime policy (never stays never, a 60-day token gets a new
         60 days), a number sets it, None makes it never expire. The old token stays valid unless
-        ``revoke_old``.
+        ``revoke_old``. ``value``: the new token's value (default: a fresh random one).
         """
         with self._lock:
             record = self.find(old)
@@ -217,7 +224,8 @@ class TokenRegistry:
                 lifetime: float | None = (record.expires_at - record.issued_at) if record.expires_at else None
             else:
                 lifetime = None if expires_in is None else float(expires_in)  # type: ignore[arg-type]
-            value = new_token_value()
+            if value is None:
+                value = new_token_value()
             self.add(
                 value,
                 app_id=record.app_id,
@@ -229,7 +237,7 @@ class TokenRegistry:
                 parent=record.fingerprint,
                 label=record.label,
             )
-            if revoke_old:
+            if revoke_old and record.revoked_at is None:
                 record.revoked_at = int(self.clock())
             return value
 
