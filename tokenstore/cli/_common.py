@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from .._errors import ConfigError, ProviderError, TokenStoreError
 
@@ -64,3 +64,22 @@ def print_kv(rows: list[tuple[str, Any]], *, stream: TextIO | None = None) -> No
     width = max((len(k) for k, _ in rows), default=0)
     for key, value in rows:
         print(f"{key + ':':<{width + 1}} {value}", file=stream or sys.stdout)
+
+
+def read_token_input(stdin: IO[str], *, prompt: str, command: str, header_safe: bool = False) -> str:
+    """One token typed at a hidden prompt (on a terminal) or piped on stdin; never from argv.
+
+    Raises ValueError with a message that never contains the input. ``header_safe`` also refuses control and
+    non-ASCII characters (a value that could not travel in an HTTP header).
+    """
+    import getpass
+
+    value = getpass.getpass(prompt) if stdin.isatty() else stdin.read()
+    value = value.strip()
+    if not value:
+        raise ValueError(f"no token given: pipe it on stdin (tokenstore {command} < file) or type it at the prompt")
+    if any(c.isspace() for c in value):
+        raise ValueError("the input holds more than one word: give exactly one access token")
+    if header_safe and not (value.isascii() and value.isprintable()):
+        raise ValueError("the input holds control or non-ASCII characters: give exactly one access token")
+    return value

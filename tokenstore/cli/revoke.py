@@ -10,11 +10,19 @@ every service sends with) is refused unless ``--force``. Only fingerprints are p
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 from typing import IO
 
-from ._common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, add_config_option, error, guarded, print_kv
+from ._common import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_PROBLEM,
+    add_config_option,
+    error,
+    guarded,
+    print_kv,
+    read_token_input,
+)
 
 HELP = "revoke an access token (read from stdin, never argv) at Graph: oauth/revoke, effective at once"
 EPILOG = """\
@@ -45,15 +53,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def read_token(stdin: IO[str], prompt: str = "Access token to revoke (input hidden): ") -> str:
     """One token: a hidden prompt on a terminal, else all of stdin. Raises ValueError when unusable."""
-    value = getpass.getpass(prompt) if stdin.isatty() else stdin.read()
-    value = value.strip()
-    if not value:
-        raise ValueError("no token given: pipe it on stdin (tokenstore revoke < file) or type it at the prompt")
-    if any(c.isspace() for c in value):
-        raise ValueError("the input holds more than one word: give exactly one access token")
-    if not (value.isascii() and value.isprintable()):
-        raise ValueError("the input holds control or non-ASCII characters: give exactly one access token")
-    return value
+    return read_token_input(stdin, prompt=prompt, command="revoke", header_safe=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,7 +10,6 @@ Only fingerprints are printed. Services pick the new token up within their cache
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from collections.abc import Mapping
@@ -19,7 +18,16 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .._errors import SecretNotFound
 from .._token import fingerprint_of
-from ._common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, add_config_option, error, guarded, print_kv
+from ._common import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_PROBLEM,
+    add_config_option,
+    error,
+    guarded,
+    print_kv,
+    read_token_input,
+)
 
 if TYPE_CHECKING:
     import os
@@ -81,13 +89,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def read_new_token(stdin: IO[str]) -> str:
     """The new token: a hidden prompt on a terminal, else all of stdin. Raises ValueError when unusable."""
-    value = getpass.getpass("New access token (input hidden): ") if stdin.isatty() else stdin.read()
-    value = value.strip()
-    if not value:
-        raise ValueError("no token given: pipe it on stdin (tokenstore rotate < file) or type it at the prompt")
-    if any(c.isspace() for c in value):
-        raise ValueError("the input holds more than one word: give exactly one access token")
-    return value
+    return read_token_input(stdin, prompt="New access token (input hidden): ", command="rotate")
 
 
 def perform_rotation(
