@@ -278,6 +278,8 @@ class TenantTarget:
     decoys: list[str] = field(default_factory=list)
     #: whether put_token works
     writable: bool = False
+    #: whether put_token creates a tenant's secret that does not exist yet (onboarding)
+    onboard: bool = True
     #: how many store clients / logins / access tokens the backend made (must stay 1 for all tenants)
     clients: Callable[[tokenstore.Backend], int] | None = None
     #: a ``tenants:`` section for tenants_from_config (the config path, template stand-in included)
@@ -376,6 +378,30 @@ class TenantContract:
             assert tenants.get_token(b).reveal() == values[b]
         with self.providers(tenant_target) as fresh:
             assert fresh.get_token(a).reveal() == new
+
+    def test_put_token_onboards_a_new_tenant(self, tenant_target: TenantTarget) -> None:
+        """The first put_token of a tenant the store has no secret for yet writes it (creating it where needed)."""
+        if not tenant_target.writable or not tenant_target.onboard:
+            pytest.skip("n/a: this store cannot create a tenant's secret (declare it first)")
+        tenant_target.write_all(_tenant_values(1))
+        new = canary()
+        with self.providers(tenant_target) as tenants:
+            with pytest.raises(tokenstore.UnknownTenant):
+                tenants.get_token("newcomer")
+            tenants.put_token("newcomer", new)
+            assert tenants.get_token("newcomer").reveal() == new
+            assert tenants.tenants() == ["newcomer", "t0000"]
+
+    async def test_aput_token_onboards_a_new_tenant(self, tenant_target: TenantTarget) -> None:
+        if not tenant_target.writable or not tenant_target.onboard:
+            pytest.skip("n/a: this store cannot create a tenant's secret (declare it first)")
+        new = canary()
+        tenants = self.providers(tenant_target)
+        try:
+            await tenants.aput_token("newcomer2", new)
+            assert (await tenants.aget_token("newcomer2")).reveal() == new
+        finally:
+            await tenants.aclose()
 
     def test_tenant_listing(self, tenant_target: TenantTarget) -> None:
         values = _tenant_values(5)
