@@ -353,6 +353,59 @@ class TenantContract:
             assert tenants.provider(b).stats.fetches == 1
             assert tenants.provider(a).stats.fetches == 2
 
+    def _counted(self, target: TenantTarget) -> tuple[tokenstore.TenantProviders, dict[str, Counting]]:
+        backend = target.make()
+        real_named = backend.named
+        counters: dict[str, Counting] = {}
+
+        def counted(option: str, name: str) -> tokenstore.Backend:
+            view = real_named(option, name)
+            counters[name] = Counting(view)
+            return counters[name]  # type: ignore[return-value]
+
+        backend.named = counted  # type: ignore[method-assign]
+        policy = CachePolicy(ttl=300, refresh_ahead=0)
+        return tokenstore.TenantProviders(backend, template=target.template, policy=policy), counters
+
+    def test_cold_gets_one_store_read_per_tenant_threads(self, tenant_target: TenantTarget) -> None:
+        """1,000 concurrent cold gets across 100 tenants (20 threads): exactly 100 store reads."""
+        values = _tenant_values(100)
+        tenant_target.write_all(values)
+        tenants, counters = self._counted(tenant_target)
+        keys = list(values)
+        barrier = threading.Barrier(20)
+        wrong: list[str] = []
+
+        def worker(index: int) -> None:
+            barrier.wait()
+            for j in range(50):
+                tenant = keys[(index * 7 + j) % 100]
+                if tenants.get_token(tenant).reveal() != values[tenant]:
+                    wrong.append(tenant)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        tenants.close()
+        assert not wrong
+        assert sum(c.calls for c in counters.values()) == 100
+        assert all(c.calls == 1 for c in counters.values())
+
+    async def test_cold_gets_one_store_read_per_tenant_tasks(self, tenant_target: TenantTarget) -> None:
+        """1,000 concurrent cold gets across 100 tenants (asyncio tasks): exactly 100 store reads."""
+        values = _tenant_values(100)
+        tenant_target.write_all(values)
+        tenants, counters = self._counted(tenant_target)
+        order = [f"t{i % 100:04d}" for i in range(1000)]
+        try:
+            tokens = await asyncio.gather(*(tenants.aget_token(t) for t in order))
+        finally:
+            await tenants.aclose()
+        assert [t.reveal() for t in tokens] == [values[t] for t in order]
+        assert sum(c.calls for c in counters.values()) == 100
+
     def test_unknown_tenant(self, tenant_target: TenantTarget, caplog: pytest.LogCaptureFixture) -> None:
         values = _tenant_values(1)
         tenant_target.write_all(values)

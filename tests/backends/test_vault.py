@@ -821,7 +821,7 @@ def test_vault_tenant_policies_as_documented(
     auth = approle_env("one-tenant", policies=["one-tenant"])
     with tokenstore.TenantProviders(VaultBackend(url=bao.url, path="x", auth=auth), template=template) as tenants:
         assert tenants.get_token("acme").reveal() == values["acme"]
-        with pytest.raises(AccessDenied, match="needs read|must grant read"):
+        with pytest.raises(AccessDenied, match="must grant read"):
             tenants.get_token("globex")
         with pytest.raises(AccessDenied, match="must grant list"):
             tenants.tenants()
