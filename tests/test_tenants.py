@@ -322,6 +322,9 @@ def test_invalidate_touches_only_that_tenant(monkeypatch: pytest.MonkeyPatch) ->
     assert factory.reads("t3") == 2
     assert {t: factory.reads(t) for t in values if t != "t3"} == {t: 1 for t in values if t != "t3"}
     assert tenants.provider("t4").stats.invalidations == 0
+    summary = tenants.stats()
+    assert (summary["cached"], summary["created"], summary["evicted"]) == (10, 10, 0)
+    assert (summary["fetches"], summary["invalidations"]) == (11, 2)  # two 190s, one refetch
     tenants.invalidate("t9999")  # not cached: nothing to forget, no store call
     assert factory.reads() == 11
 

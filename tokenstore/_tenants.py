@@ -398,6 +398,18 @@ class TenantProviders:
     def __len__(self) -> int:
         return len(self._lru)
 
+    def stats(self) -> dict[str, int]:
+        """Counters: tenants ``cached`` / ``created`` / ``evicted``, and the cached tenants' cache counters summed
+        (``fetches`` = store reads, ``backend_errors``, ``invalidations``, ...; hits through :meth:`get_token`
+        are not counted: that path touches no counter)."""
+        with self._lock:
+            providers = [slot.provider for slot in self._lru.values()]
+        totals: dict[str, int] = {"cached": len(providers), "created": self.created, "evicted": self.evicted}
+        for provider in providers:
+            for name, value in provider.stats.snapshot().items():
+                totals[name] = totals.get(name, 0) + value
+        return totals
+
     # -- listing --------------------------------------------------------------------------------------------
     def _from_names(self, names: Iterable[str]) -> list[str]:
         """The tenant keys among listed names: only those get_token would accept (the store's own rules too)."""
