@@ -414,8 +414,14 @@ def test_numbers_kept_in_the_store_and_added_by_onboarding(tmp_path: Path) -> No
         )
         clock.advance(10)
         assert tenants.tenant_for_number("113") == "initech"
-        # the "tenants" listing ignores the map's own file only if it does not look like a tenant: it does
         assert "acme" in tenants.tenants()
+        # offboarding: a number of another tenant is refused; the map keeps the others
+        with pytest.raises(ValueError, match="belongs to tenant 'acme', not 'globex'"):
+            tenants.remove_numbers(["112"], tenant="globex")
+        assert tenants.remove_numbers(["111", "999"], tenant="globex") == {"112": "acme", "113": "initech"}
+        assert json.loads((folder / "numbers.json").read_text()) == {"112": "acme", "113": "initech"}
+        with pytest.raises(UnknownTenant):
+            tenants.tenant_for_number("111")
 
 
 async def test_numbers_store_async(tmp_path: Path) -> None:

@@ -574,6 +574,44 @@ class TenantProviders:
         logger.info("added %d phone number(s) to the numbers map at %s", len(additions), store.source)
         return current
 
+    def remove_numbers(self, numbers: Iterable[str], *, tenant: str | None = None) -> dict[str, str]:
+        """Take phone numbers out of the map kept in the store (offboarding); returns the whole new map.
+
+        With ``tenant``, a number owned by another tenant is refused (:class:`ValueError`): one customer's
+        offboarding never unroutes another's number. Numbers not in the map are ignored.
+        """
+        store = self._numbers_store
+        if store is None:
+            raise TypeError("the phone numbers are not kept in the store here: configure tenants.numbers_from")
+        owner_check = check_tenant_key(tenant) if tenant is not None else None
+        keys = []
+        for number in numbers:
+            key = _number_key(number)
+            if key is None:
+                raise ValueError(f"phone number id {_describe_key(number)} is not a phone number id (digits)")
+            keys.append(key)
+        with self._numbers_lock:
+            store.invalidate()
+            current = dict(self._read_map(self._map_token()))
+            present = [k for k in keys if k in current]
+            for key in present:
+                if owner_check is not None and current[key] != owner_check:
+                    raise ValueError(f"phone number id {key} belongs to tenant {current[key]!r}, not {owner_check!r}")
+            if not present:
+                return current
+            for key in present:
+                del current[key]
+            store.put_token(json.dumps(current, separators=(",", ":"), sort_keys=True))
+            self._numbers_memo = None
+        logger.info("removed %d phone number(s) from the numbers map at %s", len(present), store.source)
+        return current
+
+    async def aremove_numbers(self, numbers: Iterable[str], *, tenant: str | None = None) -> dict[str, str]:
+        """Async :meth:`remove_numbers` (runs in a worker thread)."""
+        import asyncio
+
+        return await asyncio.to_thread(self.remove_numbers, list(numbers), tenant=tenant)
+
     async def aadd_numbers(self, numbers: Mapping[str, str], *, replace: bool = False) -> dict[str, str]:
         """Async :meth:`add_numbers` (runs in a worker thread)."""
         import asyncio
