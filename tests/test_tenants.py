@@ -190,12 +190,90 @@ BAD_CONFIGS = [
 ]
 
 
+BAD_CONFIGS += [
+    (
+        "tenants:\n  token: {backend: env, env: {var: 'T_{tenant}'}, cache: false}\n",
+        "tenants.token.cache: a tenant's token is always cached (one caching provider per tenant): set a short ttl "
+        "instead",
+    ),
+    (
+        "tenants:\n  token: {backend: vault, vault: {url: 'https://v:8200', path: whatsapp/prod}}\n",
+        "tenants.token.vault: the tenants template must contain {tenant} in the secret's name (vault.path), "
+        "e.g. vault: {path: whatsapp/tenants/{tenant}}",
+    ),
+    (
+        "tenants:\n  token: {backend: vault, vault: {url: 'https://v:8200', path: a, key: 'k{tenant}'}}\n",
+        "tenants.token.vault.key: {tenant} can only be in the secret's name (vault.path), "
+        "e.g. vault: {path: whatsapp/tenants/{tenant}}",
+    ),
+    (
+        "tenants:\n  token: {backend: aws, aws: {secret_id: whatsapp/prod}}\n",
+        "tenants.token.aws: the tenants template must contain {tenant} in the secret's name (aws.secret_id or "
+        "aws.parameter), e.g. aws: {secret_id: whatsapp/{tenant}} or aws: {parameter: /whatsapp/{tenant}/token}",
+    ),
+    (
+        "tenants:\n  token: {backend: aws, aws: {secret_id: 'w/{tenant}', region: 'eu-{tenant}'}}\n",
+        "tenants.token.aws.secret_id: {tenant} must be in exactly one option, the secret's name; found it in "
+        "tenants.token.aws.secret_id and tenants.token.aws.region",
+    ),
+    (
+        "tenants:\n  token: {backend: gcp, gcp: {project: p, secret: wa-token}}\n",
+        "tenants.token.gcp: the tenants template must contain {tenant} in the secret's name (gcp.secret), "
+        "e.g. gcp: {secret: wa-token-{tenant}}",
+    ),
+    (
+        "tenants:\n  token: {backend: gcp, gcp: {project: 'p-{tenant}', secret: wa-token}}\n",
+        "tenants.token.gcp.project: {tenant} can only be in the secret's name (gcp.secret), "
+        "e.g. gcp: {secret: wa-token-{tenant}}",
+    ),
+    (
+        "tenants:\n  token: {backend: azure, azure: {vault_url: 'https://v.vault.azure.net', name: wa}}\n",
+        "tenants.token.azure: the tenants template must contain {tenant} in the secret's name (azure.name), "
+        "e.g. azure: {name: wa-token-{tenant}}",
+    ),
+    (
+        "tenants:\n  token: {backend: conjur, conjur: {url: 'https://c', account: a, login: h, variable: v}}\n",
+        "tenants.token.conjur: the tenants template must contain {tenant} in the secret's name (conjur.variable), "
+        "e.g. conjur: {variable: whatsapp/{tenant}/token}",
+    ),
+    (
+        "tenants:\n  token: {backend: conjur, conjur: {url: 'https://c', account: a, login: 'h/{tenant}', "
+        "variable: 'v/{tenant}'}}\n",
+        "tenants.token.conjur.login: {tenant} must be in exactly one option, the secret's name; found it in "
+        "tenants.token.conjur.login and tenants.token.conjur.variable",
+    ),
+]
+
+
 @pytest.mark.parametrize(("text", "message"), BAD_CONFIGS)
 def test_bad_config_names_file_and_field(tmp_path: Path, text: str, message: str) -> None:
     path = write_config(tmp_path, text)
     with pytest.raises(tokenstore.ConfigError) as info:
         tokenstore.load_tenants(path)
     assert str(info.value).startswith(f"{path}: {message}"), str(info.value)
+
+
+def test_backend_without_tenant_support(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Plain(tokenstore.Backend):
+        name = "plain15a"
+
+        @classmethod
+        def from_config(cls, section: tokenstore.Section) -> Plain:
+            return cls()
+
+        def get_token(self) -> tokenstore.Token:  # pragma: no cover - never read
+            raise AssertionError
+
+    from tokenstore import _registry
+
+    monkeypatch.setitem(_registry._registered, "plain15a", Plain)  # registered for this test only
+    path = write_config(tmp_path, "tenants:\n  token: {backend: plain15a, plain15a: {name: 'x{tenant}'}}\n")
+    with pytest.raises(tokenstore.ConfigError) as info:
+        tokenstore.load_tenants(path)
+    assert str(info.value) == (
+        f"{path}: tenants.token.backend: the 'plain15a' backend cannot keep one secret per tenant "
+        "(it has no tenant template)"
+    )
 
 
 def test_no_tenants_section(tmp_path: Path) -> None:

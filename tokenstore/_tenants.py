@@ -791,7 +791,12 @@ def _template_backend(token: Section) -> tuple[Backend, TenantTemplate, CachePol
     data[name] = section_data
     backend = provider_from_section(Section(data, path=token.path, source=token.source), cache=False)
     assert isinstance(backend, Backend)
-    policy = cache_policy_from_config(token) or CachePolicy()
+    policy = cache_policy_from_config(token)
+    if policy is None:
+        backend.close()
+        token.fail(
+            "cache", "a tenant's token is always cached (one caching provider per tenant): set a short ttl instead"
+        )
     return backend, template, policy
 
 
