@@ -582,3 +582,50 @@ def test_config_example_tenants_section_loads(monkeypatch: pytest.MonkeyPatch) -
         assert tenants.numbers() == {"106540352242922": "102290129340398"}
         assert tenants.source == "vault:whatsapp/tenants/{tenant}"
         assert tenants.policy.max_stale == 3600
+
+
+# -- fuzz: arbitrary tenants: sections give only our errors ----------------------------------------------------
+_FUZZ_SECRET = "EAAGCANARYtenantsFUZZsecret0123456789"
+_fuzz_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-5, max_value=10**16),
+    st.text(max_size=20),
+    st.just(_FUZZ_SECRET),
+    st.sampled_from(["{tenant}", "T_{tenant}", "/s/{tenant}", "a{tenant}{tenant}", "{x}", "env", "file", "vault"]),
+)
+_fuzz_keys = st.sampled_from(
+    ["token", "max_cached", "numbers", "numbers_from", "backend", "env", "file", "var", "path", "key", "cache", "ttl"]
+) | st.text(max_size=6)
+_fuzz_trees = st.recursive(
+    _fuzz_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_fuzz_keys, inner, max_size=4)),
+    max_leaves=15,
+)
+_fuzz_sections = st.builds(
+    lambda backend, options, numbers, max_cached, extra: {
+        "token": {"backend": backend, backend: options},
+        "numbers": numbers,
+        "max_cached": max_cached,
+        **extra,
+    },
+    st.sampled_from(["env", "file", "vault", "nope"]),
+    st.one_of(_fuzz_trees, st.dictionaries(_fuzz_keys, _fuzz_scalars, max_size=4)),
+    st.one_of(st.none(), _fuzz_trees, st.dictionaries(_fuzz_scalars, _fuzz_scalars, max_size=3)),
+    _fuzz_scalars,
+    st.dictionaries(_fuzz_keys, _fuzz_trees, max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(section=st.one_of(_fuzz_sections, _fuzz_trees))
+def test_arbitrary_tenants_sections_give_only_config_errors(section: object) -> None:
+    try:
+        tenants = tokenstore.tenants_from_config({"tenants": section}, source="fuzz.yaml")
+    except tokenstore.ConfigError as exc:
+        assert _FUZZ_SECRET not in str(exc)
+        assert str(exc).startswith("fuzz.yaml: tenants")
+        return
+    except tokenstore.TokenStoreError as exc:  # pragma: no cover - reported with its type
+        raise AssertionError(f"not a ConfigError: {type(exc).__name__}: {exc}") from exc
+    tenants.close()
