@@ -301,7 +301,7 @@ def test_bad_tenant_keys_refused_before_any_store_call(monkeypatch: pytest.Monke
     assert len(tenants) == 0
 
 
-@pytest.mark.parametrize("key", [1, None, b"abc", 1.5])
+@pytest.mark.parametrize("key", [1, None, b"abc", 1.5, ["a"], {"a": 1}])
 def test_non_string_tenant_keys(key: object) -> None:
     tenants, _ = counting_env()
     with pytest.raises(InvalidTenantKey, match="a tenant key must be a string"):

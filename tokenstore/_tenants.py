@@ -346,7 +346,10 @@ class TenantProviders:
 
     def provider(self, tenant: str) -> CachingProvider:
         """The tenant's caching provider (built on first use; kept while among the ``max_cached`` most recent)."""
-        slot = self._get(tenant)
+        try:
+            slot = self._get(tenant)
+        except TypeError:  # unhashable: not a key at all (InvalidTenantKey below)
+            slot = None
         if slot is None:
             return self._create(tenant)
         slot.used = True
@@ -354,7 +357,10 @@ class TenantProviders:
 
     def get_token(self, tenant: str) -> Token:
         """The tenant's current token. A hit: a dict lookup, a bit set, one clock read and comparison."""
-        slot = self._get(tenant)
+        try:
+            slot = self._get(tenant)
+        except TypeError:  # unhashable: not a key at all (InvalidTenantKey below)
+            slot = None
         if slot is None:
             return self._create(tenant).get_token()
         slot.used = True
@@ -364,7 +370,10 @@ class TenantProviders:
 
     async def aget_token(self, tenant: str) -> Token:
         """Async :meth:`get_token`."""
-        slot = self._get(tenant)
+        try:
+            slot = self._get(tenant)
+        except TypeError:  # unhashable: not a key at all (InvalidTenantKey below)
+            slot = None
         if slot is None:
             return await self._create(tenant).aget_token()
         slot.used = True
