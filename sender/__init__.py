@@ -55,6 +55,18 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
     from ._pacing import Pacer, PacingPolicy
     from ._redact import RedactingFilter, install_log_redaction, redact_text, redact_url
     from ._redirect import RedirectTransport
+    from ._refresh import (
+        RefreshRefused,
+        RefreshResult,
+        aexchange_and_validate,
+        arefresh_stored_token,
+        assess_token,
+        describe_token,
+        exchange_and_validate,
+        refresh_stored_token,
+        validate_current,
+        validate_refreshed,
+    )
     from ._retry import DEFAULT_RETRY_CODES, NEVER_RETRY_CODES, RetryPolicy
     from ._tokeninfo import adebug_token, debug_token
 
@@ -82,6 +94,8 @@ __all__ = [
     "RecipientError",
     "RedactingFilter",
     "RedirectTransport",
+    "RefreshRefused",
+    "RefreshResult",
     "RetryPolicy",
     "SendError",
     "SendResult",
@@ -93,12 +107,17 @@ __all__ = [
     "TokenInfo",
     "__version__",
     "adebug_token",
+    "aexchange_and_validate",
     "appsecret_proof",
+    "arefresh_stored_token",
+    "assess_token",
     "button_message",
     "check_message",
     "contacts_message",
     "debug_token",
+    "describe_token",
     "error_class_for",
+    "exchange_and_validate",
     "install_log_redaction",
     "interactive_message",
     "list_message",
@@ -108,9 +127,12 @@ __all__ = [
     "read_receipt",
     "redact_text",
     "redact_url",
+    "refresh_stored_token",
     "settings_from_config",
     "template_message",
     "text_message",
+    "validate_current",
+    "validate_refreshed",
 ]
 
 
@@ -162,6 +184,16 @@ _LAZY: dict[str, str] = {
     "redact_text": "._redact",
     "redact_url": "._redact",
     "RedirectTransport": "._redirect",
+    "RefreshRefused": "._refresh",
+    "RefreshResult": "._refresh",
+    "aexchange_and_validate": "._refresh",
+    "arefresh_stored_token": "._refresh",
+    "assess_token": "._refresh",
+    "describe_token": "._refresh",
+    "exchange_and_validate": "._refresh",
+    "refresh_stored_token": "._refresh",
+    "validate_current": "._refresh",
+    "validate_refreshed": "._refresh",
     "DEFAULT_RETRY_CODES": "._retry",
     "NEVER_RETRY_CODES": "._retry",
     "RetryPolicy": "._retry",

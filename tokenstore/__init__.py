@@ -25,6 +25,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         SecretMalformed,
         SecretNotFound,
         TokenStoreError,
+        WriteConflict,
         WriteNotSupported,
     )
     from ._factory import load_provider, provider_from_config
@@ -36,7 +37,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         provider_metrics,
         track_provider,
     )
-    from ._provider import Backend, TokenProvider
+    from ._provider import Backend, TokenProvider, expected_matches
     from ._registry import ENTRY_POINT_GROUP, available_backends, get_backend_class, register_backend
     from ._token import Token, fingerprint_of, mask
 
@@ -59,11 +60,13 @@ __all__ = [
     "Token",
     "TokenProvider",
     "TokenStoreError",
+    "WriteConflict",
     "WriteNotSupported",
     "__version__",
     "auth_stats",
     "available_backends",
     "enable_opentelemetry",
+    "expected_matches",
     "fingerprint_of",
     "get_backend_class",
     "load_config",
@@ -93,6 +96,7 @@ _LAZY: dict[str, str] = {
     "SecretMalformed": "._errors",
     "SecretNotFound": "._errors",
     "TokenStoreError": "._errors",
+    "WriteConflict": "._errors",
     "WriteNotSupported": "._errors",
     "load_provider": "._factory",
     "provider_from_config": "._factory",
@@ -104,6 +108,7 @@ _LAZY: dict[str, str] = {
     "track_provider": "._metrics",
     "Backend": "._provider",
     "TokenProvider": "._provider",
+    "expected_matches": "._provider",
     "ENTRY_POINT_GROUP": "._registry",
     "available_backends": "._registry",
     "get_backend_class": "._registry",

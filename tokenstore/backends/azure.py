@@ -42,7 +42,7 @@ from .._errors import (
     WriteNotSupported,
 )
 from .._parsing import new_token_value, one_word
-from .._provider import Backend
+from .._provider import Backend, check_expected
 from .._registry import import_sdk
 from .._token import Token
 
@@ -406,11 +406,18 @@ class AzureBackend(Backend):
             )
         return new_token_value(value, source=self.source)
 
-    def put_token(self, value: str, *, expires_at: dt.datetime | None = None) -> str | None:
-        """Set a new version. ``expires_at`` becomes the version's ``exp`` attribute (``expires_on``): give the
-        token's own expiry, and Key Vault's ``SecretNearExpiry`` event fires 30 days before it."""
+    def put_token(
+        self, value: str, *, expected: Token | str | None = None, expires_at: dt.datetime | None = None
+    ) -> str | None:
+        """A new version (``set_secret``). With ``expected``: read, compare, then write - Key Vault has no
+        conditional write, so a writer between the two calls is not noticed (``supports_compare_and_set`` is
+        False; the refresh detects it afterwards by reading back). ``expires_at`` becomes the version's ``exp``
+        attribute (``expires_on``): give the token's own expiry, and Key Vault's ``SecretNearExpiry`` event
+        fires 30 days before it."""
         value = self._check_writable(value)
         options = _expiry(expires_at)
+        if expected is not None:
+            check_expected(self._current_or_none(), expected, source=self.source)
         client = self._sync_client()
         try:
             secret = client.set_secret(self.secret_name, value, **options)
@@ -418,10 +425,14 @@ class AzureBackend(Backend):
             raise self._translate(exc, "write") from exc
         return self._written(secret)
 
-    async def aput_token(self, value: str, *, expires_at: dt.datetime | None = None) -> str | None:
+    async def aput_token(
+        self, value: str, *, expected: Token | str | None = None, expires_at: dt.datetime | None = None
+    ) -> str | None:
         """See :meth:`put_token`."""
         value = self._check_writable(value)
         options = _expiry(expires_at)
+        if expected is not None:
+            check_expected(await self._acurrent_or_none(), expected, source=self.source)
         client = await self._async_client()
         try:
             secret = await client.set_secret(self.secret_name, value, **options)
