@@ -364,6 +364,10 @@ class GcpRig(Rig):
 def gcp(sm_server: Any, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> GcpRig:
     app_secret = canary_app_secret(sandbox)
     initial = issue(sandbox)
+    record = sandbox.state.tokens.get(initial)
+    assert record is not None
+    record.issued_at -= 30 * 86400  # issued a rotation period ago, with 30 days left: the message comes after it
+    record.expires_at -= 30 * 86400
     secret = "wa-" + uuid.uuid4().hex[:12]
     secret_name = secret + "-app-secret"
     sm_server.add_version(GCP_PROJECT, secret, initial)
