@@ -180,3 +180,27 @@ def test_a_refused_exchange_stores_nothing(aws: AwsRig, caplog: pytest.LogCaptur
     assert aws.version_with("AWSPENDING") == request
     with pytest.raises(Exception, match="ResourceNotFoundException"):
         aws.value("AWSPENDING")
+
+
+def test_a_token_that_could_not_be_staged_is_revoked(
+    aws: AwsRig, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Secrets Manager goes away between the exchange and the write: the new token would be held by nobody."""
+    from tokenstore.backends.aws import AwsBackend
+
+    original = AwsBackend.put_pending
+
+    def put_while_down(self: AwsBackend, value: str, **options: Any) -> str:
+        with aws.moto.stopped():
+            return original(self, value, **options)
+
+    monkeypatch.setattr(AwsBackend, "put_pending", put_while_down)
+    request = aws.start_rotation()
+    failing(aws, caplog, aws.event("createSecret", request), "BackendUnavailable")
+    (issued,) = [r for r in aws.sandbox.tokens() if r.parent == fingerprint_of(aws.initial)]
+    assert issued.status(aws.sandbox.clock()) == "revoked" and status(aws.sandbox, aws.initial) == "valid"
+    assert "was not stored: revoked it (it could not be stored as AWSPENDING)" in log_text(caplog)
+    monkeypatch.setattr(AwsBackend, "put_pending", original)
+    # AWS retries the step: now it goes through, with a token of its own
+    assert aws_lambda_handler(aws.event("createSecret", request), None)["action"] == "staged"
+    assert status(aws.sandbox, aws.value("AWSPENDING")) == "valid"
