@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -75,7 +76,7 @@ class AwsRotation:
         with failures("aws", step, secret_id), contextlib.ExitStack() as stack:
             settings = RotationSettings.load(self.config)
             target, versions = self._target(settings, secret_id)
-            stack.callback(target.backend.close)
+            stack.callback(target.close)
             backend: AwsBackend = target.backend  # type: ignore[assignment]
             result = RotationResult(
                 store="aws", step=step, action="nothing", secret=secret_id, source=backend.source, tenant=target.tenant
@@ -132,7 +133,7 @@ class AwsRotation:
             found["versions"] = versions
             return secret_id in (backend.secret_id, *versions.names())
 
-        target = settings.target("aws", matches, f"secret {secret_id}")
+        target = settings.target("aws", matches, f"secret {secret_id}", _names(secret_id))
         return target, found["versions"]
 
     # -- the steps ------------------------------------------------------------------------------------------
@@ -314,6 +315,20 @@ def _discard(graph: GraphTokenClient, token: Token, why: str) -> str:
     except SendError as exc:
         return f"revoking it failed ({type(exc).__name__}); it stays valid until it expires"
     return f"revoked it ({why})"
+
+
+_ARN = re.compile(r"arn:[^:]+:secretsmanager:[^:]*:[^:]*:secret:(.+)\Z")
+
+
+def _names(secret_id: str) -> list[str]:
+    """The names a SecretId may stand for: itself, or for an ARN the name in it (AWS appends ``-`` and six
+    random characters to a secret's name in its ARN)."""
+    match = _ARN.match(secret_id)
+    if match is None:
+        return [secret_id]
+    tail = match.group(1)
+    stripped = re.sub(r"-[A-Za-z0-9]{6}\Z", "", tail)
+    return [stripped, tail] if stripped != tail else [tail]
 
 
 def _remaining(context: Any) -> float | None:

@@ -125,9 +125,11 @@ class AzureRotation:
             if not isinstance(data.get("ObjectName"), str):
                 raise RotationFailed("the event's data has no ObjectName: not Key Vault's SecretNearExpiry schema")
             settings = RotationSettings.load(self.config)
-            target = settings.target("azure", lambda backend: _matches(backend, data), f"Key Vault secret {name}")
+            target = settings.target(
+                "azure", lambda backend: _matches(backend, data), f"Key Vault secret {name}", [data["ObjectName"]]
+            )
             backend = target.backend
-            stack.callback(backend.close)
+            stack.callback(target.close)
             result = RotationResult(
                 store="azure",
                 step=NEAR_EXPIRY,

@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -95,8 +95,10 @@ class Target:
     backend: Backend
     #: the tenant whose secret it is (None: the single ``token:`` secret)
     tenant: str | None
-    #: the config section it came from (``token``), for messages
+    #: the config section it came from (``token`` or ``tenants.token``), for messages
     field: str
+    #: releases the backend (and the tenants' shared client)
+    close: Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -135,43 +137,88 @@ class RotationSettings:
 
         return GraphTokenClient.from_config(self.source if self.source else self.data, purpose=purpose, cache=False)
 
-    def target(self, backend_name: str, matches: Callable[[Backend], bool], described: str) -> Target:
-        """The configured secret the event names: the ``token:`` secret when ``matches`` says so. Raises
-        :class:`RotationFailed` for a secret not configured here, or a ``token:`` of another backend."""
+    def target(
+        self, backend_name: str, matches: Callable[[Backend], bool], described: str, names: Iterable[str] = ()
+    ) -> Target:
+        """The configured secret the event names: a tenant's, when one of ``names`` (the secret's name as the
+        event gives it) fits the ``tenants:`` template and ``matches`` confirms it, else the ``token:`` secret
+        when ``matches`` says so. Raises :class:`RotationFailed` for a secret not configured here."""
         import tokenstore
 
+        tenants_section = self.data.get("tenants")
+        tenants_token = tenants_section.get("token") if isinstance(tenants_section, Mapping) else None
+        if isinstance(tenants_token, Mapping) and tenants_token.get("backend") == backend_name:
+            found = self._tenant_target(matches, names, described)
+            if found is not None:
+                return found
         section = self.data.get("token")
         backend_of = section.get("backend") if isinstance(section, Mapping) else None
+        where = self.source or "the config"
         if backend_of != backend_name:
+            tenants = " or its tenants: template" if tenants_token is not None else ""
             raise RotationFailed(
-                f"{described} is not configured here: {self.source or 'the config'} token.backend is "
-                f"{backend_of!r}, and this handler rotates {backend_name} secrets"
+                f"{described} is not configured here: {where} token.backend is {backend_of!r}{tenants}, and "
+                f"this handler rotates {backend_name} secrets; nothing was changed"
             )
         backend = tokenstore.provider_from_config(self.data, source=self.source, cache=False)
         if matches(backend):  # type: ignore[arg-type]
-            return Target(backend=backend, tenant=None, field="token")  # type: ignore[arg-type]
+            return Target(backend=backend, tenant=None, field="token", close=backend.close)  # type: ignore[arg-type]
         source = backend.source
         backend.close()
         raise RotationFailed(
-            f"{described} is not configured here ({self.source or 'the config'} token: names {source}): "
-            "nothing was changed; point the rotation at the configured secret, or configure this one"
+            f"{described} is not configured here ({where} token: names {source}): nothing was changed; point the "
+            "rotation at the configured secret, or configure this one"
         )
+
+    def _tenant_target(self, matches: Callable[[Backend], bool], names: Iterable[str], described: str) -> Target | None:
+        import tokenstore
+
+        tenants = tokenstore.tenants_from_config(self.data, source=self.source)
+        try:
+            template = tenants.template
+            for name in names:
+                tenant = template.tenant_of(name) if template is not None else None
+                if tenant is None:
+                    continue
+                try:
+                    provider = tenants.provider(tenant)
+                except tokenstore.InvalidTenantKey as exc:
+                    raise RotationFailed(f"{described}: {exc}; nothing was changed") from exc
+                backend = provider.inner
+                if isinstance(backend, tokenstore.Backend) and matches(backend):
+                    logger.info("%s is the secret of tenant %s (%s)", described, tenant, backend.source)
+                    return Target(backend=backend, tenant=tenant, field="tenants.token", close=tenants.close)
+        except BaseException:
+            tenants.close()
+            raise
+        tenants.close()
+        return None
 
 
 def _cache_wait(data: Mapping[str, Any], source: str | None) -> float:
-    """The configured ``token.cache`` ttl + refresh_ahead (0 when the cache is off): by then every replica
-    with this cache policy reads the store again. Building the provider does no I/O."""
+    """The configured cache's ttl + refresh_ahead (``token.cache``, else ``tenants.token.cache``; 0 when the
+    cache is off): by then every replica with this cache policy reads the store again. Building the providers
+    does no I/O."""
     import tokenstore
 
-    if not isinstance(data.get("token"), Mapping):
-        return 0.0
-    provider = tokenstore.provider_from_config(data, source=source)
-    try:
-        if isinstance(provider, tokenstore.CachingProvider):
-            return float(provider.policy.ttl + provider.policy.refresh_ahead)
-        return 0.0
-    finally:
-        provider.close()
+    if isinstance(data.get("token"), Mapping):
+        provider = tokenstore.provider_from_config(data, source=source)
+        try:
+            if isinstance(provider, tokenstore.CachingProvider):
+                return float(provider.policy.ttl + provider.policy.refresh_ahead)
+            return 0.0
+        finally:
+            provider.close()
+    tenants = data.get("tenants")
+    if isinstance(tenants, Mapping) and isinstance(tenants.get("token"), Mapping):
+        if tenants["token"].get("cache") is False:
+            return 0.0
+        family = tokenstore.tenants_from_config(data, source=source)
+        try:
+            return float(family.policy.ttl + family.policy.refresh_ahead)
+        finally:
+            family.close()
+    return 0.0
 
 
 @contextmanager

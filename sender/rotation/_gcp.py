@@ -82,9 +82,9 @@ class GcpRotation:
                 # Secret Manager names the project by number in notifications; a config may use the project id
                 return bool(getattr(backend, "project", None) == project or project.isdigit())
 
-            target = settings.target("gcp", matches, f"secret {secret_id}")
+            target = settings.target("gcp", matches, f"secret {secret_id}", [name])
             backend = target.backend
-            stack.callback(backend.close)
+            stack.callback(target.close)
             result = RotationResult(
                 store="gcp",
                 step=SECRET_ROTATE,
