@@ -94,8 +94,16 @@ def graph_section(sandbox: Sandbox) -> dict[str, Any]:
     return {"base_url": sandbox.url, "app_id": sandbox.app_id}
 
 
-def issue(sandbox: Sandbox, *, expires_in: float | None = SIXTY_DAYS) -> str:
-    return sandbox.issue_token(value=canary(), expires_in=expires_in)
+def issue(sandbox: Sandbox, *, expires_in: float | None = SIXTY_DAYS, age: int = 0) -> str:
+    """A canary token the sandbox knows; ``age``: issued that many seconds ago (its expiry moves with it)."""
+    value = sandbox.issue_token(value=canary(), expires_in=expires_in)
+    if age:
+        record = sandbox.state.tokens.get(value)
+        assert record is not None
+        record.issued_at -= age
+        if record.expires_at:
+            record.expires_at -= age
+    return value
 
 
 def canary_app_secret(sandbox: Sandbox) -> str:
@@ -363,11 +371,7 @@ class GcpRig(Rig):
 @pytest.fixture
 def gcp(sm_server: Any, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> GcpRig:
     app_secret = canary_app_secret(sandbox)
-    initial = issue(sandbox)
-    record = sandbox.state.tokens.get(initial)
-    assert record is not None
-    record.issued_at -= 30 * 86400  # issued a rotation period ago, with 30 days left: the message comes after it
-    record.expires_at -= 30 * 86400
+    initial = issue(sandbox, age=30 * 86400)  # a rotation period ago, with 30 days left: the message comes after it
     secret = "wa-" + uuid.uuid4().hex[:12]
     secret_name = secret + "-app-secret"
     sm_server.add_version(GCP_PROJECT, secret, initial)

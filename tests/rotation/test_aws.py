@@ -10,6 +10,7 @@ its own Secrets Manager secret.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 import pytest
@@ -204,3 +205,29 @@ def test_a_token_that_could_not_be_staged_is_revoked(
     # AWS retries the step: now it goes through, with a token of its own
     assert aws_lambda_handler(aws.event("createSecret", request), None)["action"] == "staged"
     assert status(aws.sandbox, aws.value("AWSPENDING")) == "valid"
+
+
+# -- tenants: the tenant from the secret's name --------------------------------------------------------------------
+def test_a_tenants_secret_is_rotated_and_only_that_one(aws: AwsRig, caplog: pytest.LogCaptureFixture) -> None:
+    run = uuid.uuid4().hex[:8]
+    tokens = {tenant: issue(aws.sandbox) for tenant in ("acme", "globex")}
+    arns = {
+        tenant: aws.sm.create_secret(Name=f"wa/{run}/{tenant}/token", SecretString=value)["ARN"]
+        for tenant, value in tokens.items()
+    }
+    template = {"backend": "aws", "aws": {**aws.data["token"]["aws"], "secret_id": f"wa/{run}/{{tenant}}/token"}}
+    aws.write_config(token=None, tenants={"token": template})
+    request = aws.start_rotation(arns["acme"])
+    results = [aws_lambda_handler(aws.event(step, request, arns["acme"]), None) for step in STEPS]
+    assert {r["tenant"] for r in results} == {"acme"} and results[-1]["action"] == "finished"
+    assert aws.value(secret_id=arns["acme"]) != tokens["acme"]
+    assert aws.value(secret_id=arns["globex"]) == tokens["globex"]
+    assert "is the secret of tenant acme" in log_text(caplog)
+    # a secret outside the template is not configured, whatever its name looks like
+    stray = aws.sm.create_secret(Name=f"wa/{run}/acme/other", SecretString=issue(aws.sandbox))["ARN"]
+    request = aws.start_rotation(stray)
+    before = aws.snapshot(stray)
+    with pytest.raises(RotationFailed, match="is not configured here"):
+        aws_lambda_handler(aws.event("createSecret", request, stray), None)
+    assert aws.snapshot(stray) == before
+    assert_logs_clean(caplog, aws.sandbox)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from typing import Any
 
 import pytest
 
 from sender.rotation import GcpRotation, RotationFailed, gcp_pubsub_handler
-from tests.rotation.conftest import GcpRig, assert_logs_clean, log_text, status
+from tests.rotation.conftest import GCP_PROJECT, GcpRig, assert_logs_clean, issue, log_text, status
 from tokenstore import fingerprint_of
 
 pytestmark = pytest.mark.backend("gcp")
@@ -109,3 +110,19 @@ def test_not_a_pubsub_message(gcp: GcpRig, caplog: pytest.LogCaptureFixture) -> 
     bad = gcp.push()
     bad["message"]["attributes"]["secretId"] = "secrets/x"
     failing(gcp, caplog, bad, "is not projects/PROJECT/secrets/NAME")
+
+
+def test_a_tenants_secret_is_rotated_and_only_that_one(gcp: GcpRig, caplog: pytest.LogCaptureFixture) -> None:
+    run = uuid.uuid4().hex[:8]
+    for tenant in ("acme", "globex"):
+        gcp.server.add_version(GCP_PROJECT, f"wa-{run}-{tenant}", issue(gcp.sandbox, age=30 * 86400))
+    template = {"backend": "gcp", "gcp": {**gcp.data["token"]["gcp"], "secret": f"wa-{run}-{{tenant}}"}}
+    gcp.write_config(token=None, tenants={"token": template})
+    result = gcp_pubsub_handler(gcp.push(secret=f"wa-{run}-globex"))
+    assert result["action"] == "refreshed" and result["tenant"] == "globex"
+    assert len(gcp.server.versions(GCP_PROJECT, f"wa-{run}-globex")) == 2
+    assert len(gcp.server.versions(GCP_PROJECT, f"wa-{run}-acme")) == 1
+    with pytest.raises(RotationFailed, match="is not configured here"):
+        gcp_pubsub_handler(gcp.push(secret=gcp.secret))  # the old single secret: no longer configured
+    assert len(gcp.versions()) == 1
+    assert_logs_clean(caplog, gcp.sandbox)
