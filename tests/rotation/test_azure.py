@@ -9,6 +9,7 @@ from its own Key Vault secret.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -125,3 +126,17 @@ def test_not_an_event(azure: AzureRig, caplog: pytest.LogCaptureFixture) -> None
     del event["data"]["ObjectName"]
     event["subject"] = azure.name
     failing(azure, caplog, event, "no ObjectName")
+
+
+def test_a_tenants_secret_is_rotated_and_only_that_one(azure: AzureRig, caplog: pytest.LogCaptureFixture) -> None:
+    run = uuid.uuid4().hex[:8]
+    names = {tenant: f"wa-{run}-{tenant}" for tenant in ("acme", "globex")}
+    for name in names.values():
+        azure.kv.set_secret(name, issue(azure.sandbox))
+    template = {"backend": "azure", "azure": {**azure.data["token"]["azure"], "name": f"wa-{run}-{{tenant}}"}}
+    azure.write_config(token=None, tenants={"token": template})
+    azure.name = names["acme"]
+    (result,) = azure_event_handler(azure.event())
+    assert result["action"] == "refreshed" and result["tenant"] == "acme"
+    assert len(azure.kv.versions(names["acme"])) == 2 and len(azure.kv.versions(names["globex"])) == 1
+    assert_logs_clean(caplog, azure.sandbox)
