@@ -31,7 +31,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -47,22 +47,91 @@ from ._exceptions import SendError, TenantDisconnected
 if TYPE_CHECKING:
     from tokenstore import TenantProviders
 
-__all__ = ["AsyncTenantBoundSender", "AsyncTenantSender", "TenantAuth", "TenantBoundSender", "TenantSender"]
+__all__ = [
+    "DEFAULT_RECHECK_INTERVAL",
+    "AsyncTenantBoundSender",
+    "AsyncTenantSender",
+    "Disconnected",
+    "TenantAuth",
+    "TenantBoundSender",
+    "TenantSender",
+]
 
 #: per-number senders kept by default (the tenants' own cache is bounded by ``tenants.max_cached``)
 DEFAULT_MAX_SENDERS = 10_000
 
 
+#: while a tenant is known disconnected, its store is asked again at most this often (seconds)
+DEFAULT_RECHECK_INTERVAL = 30.0
+
+
+class Disconnected:
+    """What a TenantSender remembers of a tenant Graph rejected: the dead token's fingerprint and when the
+    store was last asked for a newer one (monotonic seconds)."""
+
+    __slots__ = ("checked_at", "fingerprint", "since")
+
+    def __init__(self, fingerprint: str, now: float) -> None:
+        self.fingerprint = fingerprint
+        self.since = now
+        self.checked_at = now
+
+
 class TenantAuth(TokenAuth):
     """:class:`~sender.TokenAuth` for one tenant: a rejection the store has no newer token for is
-    :class:`~sender.TenantDisconnected` naming the tenant."""
+    :class:`~sender.TenantDisconnected` naming the tenant.
 
-    def __init__(self, provider: TokenProvider, *, tenant: str, **options: Any) -> None:
+    ``disconnected`` (shared by every flow of one TenantSender) remembers dead tokens by tenant: while the
+    store still holds the token Graph rejected, a send fails at once with TenantDisconnected, without a
+    request to Graph, and the store is asked again at most every ``recheck_interval`` seconds (so a dead
+    tenant costs neither Graph calls nor store reads per message, and a token the customer's reconnect
+    wrote is picked up within that interval, or at once through ``TenantProviders.put_token``/``invalidate``).
+    """
+
+    def __init__(
+        self,
+        provider: TokenProvider,
+        *,
+        tenant: str,
+        disconnected: dict[str, Disconnected] | None = None,
+        recheck_interval: float = DEFAULT_RECHECK_INTERVAL,
+        monotonic: Callable[[], float] = time.monotonic,
+        **options: Any,
+    ) -> None:
         super().__init__(provider, **options)
         self.tenant = tenant
+        self.disconnected: dict[str, Disconnected] = disconnected if disconnected is not None else {}
+        self.recheck_interval = recheck_interval
+        self._monotonic = monotonic
+
+    # -- logic without I/O ---------------------------------------------------------------------------------
+    def _still_dead(self, token: Token, dead: Disconnected) -> bool:
+        if token.fingerprint != dead.fingerprint:
+            self.disconnected.pop(self.tenant, None)  # the store holds another token now: try it
+            return False
+        return True
+
+    def _recheck_due(self, dead: Disconnected) -> bool:
+        now = self._monotonic()
+        if now - dead.checked_at < self.recheck_interval:
+            return False
+        dead.checked_at = now
+        return True
+
+    def _known_dead(self, token: Token) -> TenantDisconnected:
+        return TenantDisconnected(
+            f"tenant {self.tenant!r} is disconnected: Graph rejected its access token {token.fingerprint} and "
+            f"the store ({token.source}) still holds it; ask the customer to reconnect (Embedded Signup) or "
+            "write a new token for this tenant (nothing was sent)",
+            tenant=self.tenant,
+            code=190,
+            retryable=False,
+        )
 
     def _failure(self, response: httpx.Response, token: Token, *, refetched: Token | None) -> SendError:
         error = super()._failure(response, token, refetched=refetched)
+        dead = refetched if refetched is not None else token
+        self.disconnected[self.tenant] = Disconnected(dead.fingerprint, self._monotonic())
         what = "still holds it" if refetched is None else "holds no working newer one"
         return TenantDisconnected(
             f"tenant {self.tenant!r} is disconnected: Graph rejected its access token {token.fingerprint} and "
@@ -78,17 +147,61 @@ class TenantAuth(TokenAuth):
             error_type=error.error_type,
         )
 
+    # -- the sync and async I/O paths ----------------------------------------------------------------------
+    def _check_sync(self) -> None:
+        dead = self.disconnected.get(self.tenant)
+        if dead is None:
+            return
+        token = self.provider.get_token()
+        if not self._still_dead(token, dead):
+            return
+        if self._recheck_due(dead):
+            self.provider.invalidate(token)
+            token = self.provider.get_token()
+            if not self._still_dead(token, dead):
+                return
+        raise self._known_dead(token)
+
+    async def _check_async(self) -> None:
+        dead = self.disconnected.get(self.tenant)
+        if dead is None:
+            return
+        token = await self.provider.aget_token()
+        if not self._still_dead(token, dead):
+            return
+        if self._recheck_due(dead):
+            self.provider.invalidate(token)
+            token = await self.provider.aget_token()
+            if not self._still_dead(token, dead):
+                return
+        raise self._known_dead(token)
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        self._check_sync()
+        yield from super().sync_auth_flow(request)
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        await self._check_async()
+        flow = super().async_auth_flow(request)
+        try:
+            outgoing = await flow.__anext__()
+            while True:
+                response = yield outgoing
+                try:
+                    outgoing = await flow.asend(response)
+                except StopAsyncIteration:
+                    return
+        finally:
+            await flow.aclose()
+
 
 class TenantBoundSender(Sender):
     """A :class:`~sender.Sender` bound to one number and its tenant, on a borrowed pool
     (from :meth:`TenantSender.for_number`)."""
 
-    def __init__(self, provider: TokenProvider, *, tenant: str, **options: Any) -> None:
+    def __init__(self, provider: TokenProvider, *, tenant: str, auth: TenantAuth, **options: Any) -> None:
         #: the tenant whose token this sender asks for (and only it)
         self.tenant = tenant
-        auth = TenantAuth(
-            provider, tenant=tenant, app_secret=options["app_secret"], timed=options["appsecret_proof"] == "timed"
-        )
         super().__init__(provider, auth=auth, **options)
 
     def __repr__(self) -> str:
@@ -99,12 +212,11 @@ class AsyncTenantBoundSender(AsyncSender):
     """An :class:`~sender.AsyncSender` bound to one number and its tenant, on a borrowed pool
     (from :meth:`AsyncTenantSender.for_number`)."""
 
-    def __init__(self, provider: TokenProvider, *, tenant: str, transport_name: str, **options: Any) -> None:
+    def __init__(
+        self, provider: TokenProvider, *, tenant: str, auth: TenantAuth, transport_name: str, **options: Any
+    ) -> None:
         #: the tenant whose token this sender asks for (and only it)
         self.tenant = tenant
-        auth = TenantAuth(
-            provider, tenant=tenant, app_secret=options["app_secret"], timed=options["appsecret_proof"] == "timed"
-        )
         super().__init__(provider, auth=auth, **options)
         self.transport_name = transport_name
 
@@ -205,6 +317,7 @@ class _BaseTenantSender(Generic[_S]):
         clock: Callable[[], float] = time.monotonic,
         sleep: Any = None,
         max_senders: int = DEFAULT_MAX_SENDERS,
+        recheck_interval: float = DEFAULT_RECHECK_INTERVAL,
         owns_tenants: bool = False,
         owns_app_secret: bool = False,
     ) -> None:
@@ -214,6 +327,8 @@ class _BaseTenantSender(Generic[_S]):
             raise TypeError("tenants must be a tokenstore.TenantProviders (e.g. tokenstore.load_tenants(...))")
         if max_senders < 1:
             raise ValueError("max_senders must be at least 1")
+        if not recheck_interval >= 0:
+            raise ValueError("recheck_interval must be zero or more seconds")
         self.tenants = tenants
         self.app_secret = app_secret
         proof = _proof_mode(appsecret_proof, app_secret)
@@ -236,6 +351,10 @@ class _BaseTenantSender(Generic[_S]):
             options["sleep"] = sleep
         self._options = options
         self._ca_bundle = ca_bundle
+        self._clock = clock
+        self._recheck_interval = recheck_interval
+        #: tenant -> what is known of its dead token (shared by every per-number sender's auth flow)
+        self._disconnected: dict[str, Disconnected] = {}
         self._max_senders = max_senders
         self._owns_tenants = owns_tenants
         self._owns_app_secret = owns_app_secret
@@ -332,6 +451,22 @@ class _BaseTenantSender(Generic[_S]):
                 self._senders.popitem(last=False)
             return fresh
 
+    def _auth(self, provider: TokenProvider, tenant: str) -> TenantAuth:
+        return TenantAuth(
+            provider,
+            tenant=tenant,
+            app_secret=self._options["app_secret"],
+            timed=self._options["appsecret_proof"] == "timed",
+            disconnected=self._disconnected,
+            recheck_interval=self._recheck_interval,
+            monotonic=self._clock,
+        )
+
+    def disconnected(self) -> list[str]:
+        """The tenants this object has seen disconnected (Graph rejected the token the store still holds),
+        sorted; a tenant leaves the list once the store holds another token."""
+        return sorted(self._disconnected)
+
     def cached_senders(self) -> int:
         """How many per-number senders are cached right now."""
         with self._lock:
@@ -383,6 +518,7 @@ class TenantSender(_BaseTenantSender[TenantBoundSender]):
         return TenantBoundSender(
             provider,
             tenant=tenant,
+            auth=self._auth(provider, tenant),
             phone_number_id=phone_number_id,
             transport=_BorrowedTransport(self._pool),
             **self._options,
@@ -470,6 +606,7 @@ class AsyncTenantSender(_BaseTenantSender[AsyncTenantBoundSender]):
         return AsyncTenantBoundSender(
             provider,
             tenant=tenant,
+            auth=self._auth(provider, tenant),
             phone_number_id=phone_number_id,
             transport=_BorrowedAsyncTransport(self._pool),
             transport_name=self.transport_name,
