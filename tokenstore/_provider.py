@@ -7,11 +7,11 @@ import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._errors import WriteNotSupported
+from ._errors import ConfigError, WriteNotSupported
 from ._token import Token
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from ._config import Section
 
@@ -127,3 +127,37 @@ class Backend(TokenProvider):
         from ._config import Section
 
         return cls.from_config(Section(dict(options), path=f"token.{cls.name}", source=source))
+
+    # -- many tenants (see tokenstore.TenantProviders) --------------------------------------------------------
+    #: the options of this backend's section that name the secret; a ``tenants:`` template puts ``{tenant}``
+    #: in exactly one of them. Empty: this backend cannot keep one secret per tenant.
+    tenant_options: ClassVar[tuple[str, ...]] = ()
+
+    def tenant_key_problem(self, tenant: str) -> str | None:
+        """Why this store cannot name a secret after ``tenant``, beyond the shared tenant pattern; None if it can.
+
+        Called before any store call (e.g. Azure Key Vault names allow only letters, digits and dashes).
+        """
+        return None
+
+    def named(self, option: str, name: str) -> Backend:
+        """A backend for the secret ``name`` (in place of ``option``'s value) that shares this backend's client.
+
+        The same credentials, login, connection pool and SDK client serve every name: only the secret's name
+        differs. The returned backend's :meth:`close` leaves the shared client open (this backend owns it).
+        """
+        raise ConfigError(f"the {self.name!r} backend cannot keep one secret per tenant (no tenant template)")
+
+    def list_names(self, option: str, prefix: str, suffix: str = "") -> Iterable[str]:
+        """The names (values of ``option``) of the secrets starting with ``prefix``, from the store's list call.
+
+        ``suffix`` (what follows ``{tenant}`` in the template) lets a hierarchical store look one level deeper;
+        names not ending with it may be returned (the caller filters).
+        """
+        raise ConfigError(f"the {self.name!r} backend cannot list tenants")
+
+    async def alist_names(self, option: str, prefix: str, suffix: str = "") -> list[str]:
+        """Async :meth:`list_names`; the default runs it in a worker thread."""
+        import asyncio
+
+        return await asyncio.to_thread(lambda: list(self.list_names(option, prefix, suffix)))
