@@ -35,6 +35,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         SendError,
         ServerError,
         TemplateError,
+        TenantDisconnected,
         error_class_for,
     )
     from ._lifecycle import (
@@ -62,6 +63,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
     from ._redact import RedactingFilter, install_log_redaction, redact_text, redact_url
     from ._redirect import RedirectTransport
     from ._retry import DEFAULT_RETRY_CODES, NEVER_RETRY_CODES, RetryPolicy
+    from ._tenants import AsyncTenantSender, TenantAuth, TenantSender
     from ._tokeninfo import adebug_token, debug_token
 
 __all__ = [
@@ -72,6 +74,7 @@ __all__ = [
     "AppCredentialsError",
     "AsyncGraphTokenClient",
     "AsyncSender",
+    "AsyncTenantSender",
     "AuthenticationError",
     "ConnectFailed",
     "GraphTokenClient",
@@ -95,6 +98,9 @@ __all__ = [
     "SenderSettings",
     "ServerError",
     "TemplateError",
+    "TenantAuth",
+    "TenantDisconnected",
+    "TenantSender",
     "TokenAuth",
     "TokenInfo",
     "__version__",
@@ -146,6 +152,7 @@ _LAZY: dict[str, str] = {
     "SendError": "._exceptions",
     "ServerError": "._exceptions",
     "TemplateError": "._exceptions",
+    "TenantDisconnected": "._exceptions",
     "error_class_for": "._exceptions",
     "AppCredentialsError": "._lifecycle",
     "AsyncGraphTokenClient": "._lifecycle",
@@ -177,6 +184,9 @@ _LAZY: dict[str, str] = {
     "DEFAULT_RETRY_CODES": "._retry",
     "NEVER_RETRY_CODES": "._retry",
     "RetryPolicy": "._retry",
+    "AsyncTenantSender": "._tenants",
+    "TenantAuth": "._tenants",
+    "TenantSender": "._tenants",
     "adebug_token": "._tokeninfo",
     "debug_token": "._tokeninfo",
 }

@@ -196,6 +196,7 @@ def test_a_190_refetches_that_tenant_only(tenants: Tenants) -> None:
             senders.for_number(business.phone_number_id).send_text(TO, f"warm {business.waba_id}")
         reads = {t: counted.calls for t, counted in tenants.counted.items()}
         assert reads == {a.waba_id: 1, b.waba_id: 1, c.waba_id: 1}
+        old = a.token or ""
         new = tenants.sandbox.rotate_business_token(a.waba_id, revoke_old=True, value=canary())
         tenants.write(a, new)
         result = senders.for_number(a.phone_number_id).send_text(TO, "after rotation")
@@ -204,7 +205,7 @@ def test_a_190_refetches_that_tenant_only(tenants: Tenants) -> None:
             senders.for_number(business.phone_number_id).send_text(TO, f"still {business.waba_id}")
     assert {t: counted.calls for t, counted in tenants.counted.items()} == {a.waba_id: 2, b.waba_id: 1, c.waba_id: 1}
     rejected = [r for r in tenants.sandbox.requests if r.status != 200]
-    assert [(r.code, r.token_fingerprint) for r in rejected] == [(190, fingerprint_of(a.token or ""))]
+    assert [(r.code, r.token_fingerprint) for r in rejected] == [(190, fingerprint_of(old))]
     assert_no_crossing(tenants)
 
 
@@ -227,6 +228,55 @@ def test_revoked_and_not_rotated_is_tenant_disconnected(tenants: Tenants, caplog
 
     copy = pickle.loads(pickle.dumps(error))
     assert isinstance(copy, sender.TenantDisconnected) and copy.tenant == a.waba_id
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_disconnected_tenant_fails_fast_until_the_store_holds_a_new_token(tenants: Tenants) -> None:
+    a, b, _ = tenants.businesses
+    clock = Clock()
+    tenants.sandbox.revoke_business_token(a.waba_id)
+    with make(tenants, clock=clock, recheck_interval=30) as senders:
+        with pytest.raises(sender.TenantDisconnected):
+            senders.for_number(a.phone_number_id).send_text(TO, "first")
+        assert senders.disconnected() == [a.waba_id]
+        requests, reads = len(tenants.sandbox.requests), tenants.counted[a.waba_id].calls
+        assert (requests, reads) == (1, 2)
+        for number in a.phone_number_ids:  # both of A's numbers: the memo is per tenant
+            with pytest.raises(sender.TenantDisconnected) as caught:
+                senders.for_number(number).send_text(TO, "again")
+            assert caught.value.tenant == a.waba_id and "nothing was sent" in str(caught.value)
+        assert (len(tenants.sandbox.requests), tenants.counted[a.waba_id].calls) == (1, 2)  # no Graph call, no read
+        # the customer reconnects: a new token in the store; picked up at the next recheck
+        new = tenants.sandbox.rotate_business_token(a.waba_id, value=canary())
+        tenants.write(a, new)
+        clock.now += 29
+        with pytest.raises(sender.TenantDisconnected):
+            senders.for_number(a.phone_number_id).send_text(TO, "not yet")
+        clock.now += 1
+        result = senders.for_number(a.phone_number_id).send_text(TO, "reconnected")
+        assert result.token_fingerprint == fingerprint_of(new)
+        assert senders.disconnected() == [] and tenants.counted[a.waba_id].calls == 3
+        senders.for_number(b.phone_number_id).send_text(TO, "b")
+    assert tenants.sandbox.received_counts() == {"reconnected": 1, "b": 1}
+
+
+def test_invalidating_a_disconnected_tenant_picks_up_its_new_token_at_once(tenants: Tenants) -> None:
+    a = tenants.businesses[0]
+    tenants.sandbox.revoke_business_token(a.waba_id)
+    with make(tenants, recheck_interval=3600) as senders:
+        with pytest.raises(sender.TenantDisconnected):
+            senders.for_number(a.phone_number_id).send_text(TO, "dead")
+        new = tenants.sandbox.rotate_business_token(a.waba_id, value=canary())
+        tenants.write(a, new)
+        senders.tenants.invalidate(a.waba_id)  # e.g. the onboarding flow, after writing the customer's new token
+        assert senders.for_number(a.phone_number_id).send_text(TO, "back").token_fingerprint == fingerprint_of(new)
 
 
 # -- asyncio ----------------------------------------------------------------------------------------------------
