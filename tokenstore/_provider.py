@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import logging
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ._errors import ConfigError, WriteNotSupported
 from ._token import Token
@@ -18,6 +18,18 @@ if TYPE_CHECKING:
 __all__ = ["Backend", "TokenProvider"]
 
 logger = logging.getLogger("tokenstore")
+
+_B = TypeVar("_B", bound="Backend")
+#: backend class -> its view class (see Backend._view)
+_VIEW_CLASSES: dict[type[Backend], type[Backend]] = {}
+
+
+def _view_getattr(self: Backend, name: str) -> Any:
+    """A view's attribute it does not set itself is its parent's, read live (client, login, locks, counters)."""
+    parent = self.__dict__.get("_parent")
+    if parent is None:
+        raise AttributeError(name)
+    return getattr(parent, name)
 
 
 class TokenProvider(abc.ABC):
@@ -132,6 +144,35 @@ class Backend(TokenProvider):
     #: the options of this backend's section that name the secret; a ``tenants:`` template puts ``{tenant}``
     #: in exactly one of them. Empty: this backend cannot keep one secret per tenant.
     tenant_options: ClassVar[tuple[str, ...]] = ()
+
+    #: the backend whose client a view shares (None: this backend owns its client)
+    _parent: Backend | None = None
+
+    def _view(self: _B, **attrs: Any) -> _B:
+        """A lightweight backend for another secret name: only ``attrs`` (the name, the label) are its own.
+
+        Every other attribute is read from this backend live, so one client, login and pool serve every view.
+        A backend supporting tenants routes the methods that change shared state (login, renewal) to
+        ``self._parent`` and makes :meth:`close` of a view a no-op.
+        """
+        root = self._parent if self._parent is not None else self
+        cls = type(root)
+        view_cls = _VIEW_CLASSES.get(cls)
+        if view_cls is None:
+            view_cls = type(
+                cls.__name__,
+                (cls,),
+                {
+                    "__getattr__": _view_getattr,
+                    "__module__": cls.__module__,
+                    "__qualname__": f"{cls.__qualname__}.view",
+                },
+            )
+            _VIEW_CLASSES[cls] = view_cls
+        view = object.__new__(view_cls)
+        view.__dict__.update(attrs)
+        view.__dict__["_parent"] = root
+        return view  # type: ignore[return-value]
 
     def tenant_key_problem(self, tenant: str) -> str | None:
         """Why this store cannot name a secret after ``tenant``, beyond the shared tenant pattern; None if it can.
