@@ -35,6 +35,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         SendError,
         ServerError,
         TemplateError,
+        TenantDisconnected,
         error_class_for,
     )
     from ._lifecycle import (
@@ -74,6 +75,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         validate_refreshed,
     )
     from ._retry import DEFAULT_RETRY_CODES, NEVER_RETRY_CODES, RetryPolicy
+    from ._tenants import AsyncTenantSender, TenantAuth, TenantSender
     from ._tokeninfo import adebug_token, debug_token
 
 __all__ = [
@@ -84,6 +86,7 @@ __all__ = [
     "AppCredentialsError",
     "AsyncGraphTokenClient",
     "AsyncSender",
+    "AsyncTenantSender",
     "AuthenticationError",
     "ConnectFailed",
     "GraphTokenClient",
@@ -109,6 +112,9 @@ __all__ = [
     "SenderSettings",
     "ServerError",
     "TemplateError",
+    "TenantAuth",
+    "TenantDisconnected",
+    "TenantSender",
     "TokenAuth",
     "TokenInfo",
     "__version__",
@@ -168,6 +174,7 @@ _LAZY: dict[str, str] = {
     "SendError": "._exceptions",
     "ServerError": "._exceptions",
     "TemplateError": "._exceptions",
+    "TenantDisconnected": "._exceptions",
     "error_class_for": "._exceptions",
     "AppCredentialsError": "._lifecycle",
     "AsyncGraphTokenClient": "._lifecycle",
@@ -209,6 +216,9 @@ _LAZY: dict[str, str] = {
     "DEFAULT_RETRY_CODES": "._retry",
     "NEVER_RETRY_CODES": "._retry",
     "RetryPolicy": "._retry",
+    "AsyncTenantSender": "._tenants",
+    "TenantAuth": "._tenants",
+    "TenantSender": "._tenants",
     "adebug_token": "._tokeninfo",
     "debug_token": "._tokeninfo",
 }
