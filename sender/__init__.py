@@ -21,7 +21,7 @@ from ._version import __version__
 if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each loads on first use (import cost)
     from ._auth import TokenAuth, appsecret_proof
     from ._client import AsyncSender, Sender
-    from ._config import DEFAULT_API_VERSION, DEFAULT_BASE_URL, SenderSettings, settings_from_config
+    from ._config import DEFAULT_API_VERSION, DEFAULT_BASE_URL, SenderSettings, read_config, settings_from_config
     from ._exceptions import (
         AuthenticationError,
         ConnectFailed,
@@ -35,9 +35,16 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         SendError,
         ServerError,
         TemplateError,
+        TenantDisconnected,
         error_class_for,
     )
-    from ._lifecycle import AppCredentialsError, AsyncGraphTokenClient, GraphTokenClient
+    from ._lifecycle import (
+        AppCredentialsError,
+        AsyncGraphTokenClient,
+        GraphTokenClient,
+        app_secret_provider_from_config,
+        graph_client_from_config,
+    )
     from ._messages import (
         button_message,
         check_message,
@@ -68,6 +75,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         validate_refreshed,
     )
     from ._retry import DEFAULT_RETRY_CODES, NEVER_RETRY_CODES, RetryPolicy
+    from ._tenants import AsyncTenantSender, TenantAuth, TenantSender
     from ._tokeninfo import adebug_token, debug_token
 
 __all__ = [
@@ -78,6 +86,7 @@ __all__ = [
     "AppCredentialsError",
     "AsyncGraphTokenClient",
     "AsyncSender",
+    "AsyncTenantSender",
     "AuthenticationError",
     "ConnectFailed",
     "GraphTokenClient",
@@ -103,11 +112,15 @@ __all__ = [
     "SenderSettings",
     "ServerError",
     "TemplateError",
+    "TenantAuth",
+    "TenantDisconnected",
+    "TenantSender",
     "TokenAuth",
     "TokenInfo",
     "__version__",
     "adebug_token",
     "aexchange_and_validate",
+    "app_secret_provider_from_config",
     "appsecret_proof",
     "arefresh_stored_token",
     "assess_token",
@@ -118,12 +131,14 @@ __all__ = [
     "describe_token",
     "error_class_for",
     "exchange_and_validate",
+    "graph_client_from_config",
     "install_log_redaction",
     "interactive_message",
     "list_message",
     "location_message",
     "media_message",
     "reaction_message",
+    "read_config",
     "read_receipt",
     "redact_text",
     "redact_url",
@@ -145,6 +160,7 @@ _LAZY: dict[str, str] = {
     "DEFAULT_API_VERSION": "._config",
     "DEFAULT_BASE_URL": "._config",
     "SenderSettings": "._config",
+    "read_config": "._config",
     "settings_from_config": "._config",
     "AuthenticationError": "._exceptions",
     "ConnectFailed": "._exceptions",
@@ -158,10 +174,13 @@ _LAZY: dict[str, str] = {
     "SendError": "._exceptions",
     "ServerError": "._exceptions",
     "TemplateError": "._exceptions",
+    "TenantDisconnected": "._exceptions",
     "error_class_for": "._exceptions",
     "AppCredentialsError": "._lifecycle",
     "AsyncGraphTokenClient": "._lifecycle",
     "GraphTokenClient": "._lifecycle",
+    "app_secret_provider_from_config": "._lifecycle",
+    "graph_client_from_config": "._lifecycle",
     "button_message": "._messages",
     "check_message": "._messages",
     "contacts_message": "._messages",
@@ -197,6 +216,9 @@ _LAZY: dict[str, str] = {
     "DEFAULT_RETRY_CODES": "._retry",
     "NEVER_RETRY_CODES": "._retry",
     "RetryPolicy": "._retry",
+    "AsyncTenantSender": "._tenants",
+    "TenantAuth": "._tenants",
+    "TenantSender": "._tenants",
     "adebug_token": "._tokeninfo",
     "debug_token": "._tokeninfo",
 }

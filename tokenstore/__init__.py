@@ -30,7 +30,8 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         WriteConflict,
         WriteNotSupported,
     )
-    from ._factory import load_provider, provider_from_config
+    from ._factory import cache_policy_from_config, load_provider, provider_from_config
+    from ._masking import looks_like_credential, mask_credentials, masked
     from ._metrics import (
         AuthStats,
         auth_stats,
@@ -72,6 +73,7 @@ __all__ = [
     "__version__",
     "auth_stats",
     "available_backends",
+    "cache_policy_from_config",
     "check_tenant_key",
     "enable_opentelemetry",
     "expected_matches",
@@ -80,7 +82,10 @@ __all__ = [
     "load_config",
     "load_provider",
     "load_tenants",
+    "looks_like_credential",
     "mask",
+    "mask_credentials",
+    "masked",
     "metrics_snapshot",
     "provider_from_config",
     "provider_metrics",
@@ -110,8 +115,12 @@ _LAZY: dict[str, str] = {
     "UnknownTenant": "._errors",
     "WriteConflict": "._errors",
     "WriteNotSupported": "._errors",
+    "cache_policy_from_config": "._factory",
     "load_provider": "._factory",
     "provider_from_config": "._factory",
+    "looks_like_credential": "._masking",
+    "mask_credentials": "._masking",
+    "masked": "._masking",
     "AuthStats": "._metrics",
     "auth_stats": "._metrics",
     "enable_opentelemetry": "._metrics",
