@@ -44,6 +44,15 @@ def _debug_logs(caplog: pytest.LogCaptureFixture) -> None:
         caplog.set_level(logging.DEBUG, logger=name)
 
 
+@pytest.fixture(autouse=True)
+def _every_log_clean(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """After every test here: no secret the test's sandbox handed out in any record it captured."""
+    box = request.getfixturevalue("sandbox") if "sandbox" in request.fixturenames else None  # torn down after us
+    yield
+    if box is not None:
+        assert_logs_clean(caplog, box)
+
+
 def log_text(caplog: pytest.LogCaptureFixture) -> str:
     parts = []
     for record in caplog.records:

@@ -17,6 +17,7 @@ import pytest
 
 from sender.rotation import AwsRotation, RotationFailed, aws_lambda_handler
 from sender.sandbox import SIXTY_DAYS
+from tests.contract import assert_clean
 from tests.rotation.conftest import AwsRig, LambdaContext, assert_logs_clean, issue, log_text, status
 from tokenstore import fingerprint_of
 
@@ -118,6 +119,7 @@ def failing(aws: AwsRig, caplog: pytest.LogCaptureFixture, event: Any, match: st
     assert aws.snapshot() == before
     assert any(r.levelname == "ERROR" and r.name == "sender.rotation" for r in caplog.records)
     assert_logs_clean(caplog, aws.sandbox)
+    assert_clean(str(info.value), aws.app_secret, *(r.value for r in aws.sandbox.tokens()))
     return info.value
 
 
@@ -231,3 +233,19 @@ def test_a_tenants_secret_is_rotated_and_only_that_one(aws: AwsRig, caplog: pyte
         aws_lambda_handler(aws.event("createSecret", request, stray), None)
     assert aws.snapshot(stray) == before
     assert_logs_clean(caplog, aws.sandbox)
+
+
+def test_the_secret_by_name_and_the_configs_it_refuses(aws: AwsRig, caplog: pytest.LogCaptureFixture) -> None:
+    request = aws.start_rotation()
+    assert aws_lambda_handler(aws.event("createSecret", request, aws.name), None)["action"] == "staged"
+    aws.write_config(token={"aws": {"secret_id": aws.name, "version_stage": "AWSPREVIOUS"}})
+    failing(aws, caplog, aws.event("testSecret", request), "must read AWSCURRENT")
+    aws.write_config(token={"aws": {"parameter": "/whatsapp/token", "region": "us-east-1"}})
+    failing(aws, caplog, aws.event("testSecret", request), "names an SSM parameter")
+    aws.write_config(token={"backend": "file", "file": {"path": "/nonexistent"}})
+    failing(aws, caplog, aws.event("testSecret", request), "token.backend is 'file'")
+
+
+def test_rotation_not_enabled(aws: AwsRig, caplog: pytest.LogCaptureFixture) -> None:
+    request = str(uuid.uuid4())
+    failing(aws, caplog, aws.event("createSecret", request), "rotation is not enabled")

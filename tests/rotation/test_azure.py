@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from sender.rotation import AzureRotation, RotationFailed, azure_event_handler
+from tests.contract import assert_clean
 from tests.rotation.conftest import AzureRig, assert_logs_clean, issue, log_text, status
 from tokenstore import fingerprint_of
 
@@ -84,6 +85,7 @@ def failing(azure: AzureRig, caplog: pytest.LogCaptureFixture, event: Any, match
     assert [v.version for v in azure.kv.versions(azure.name)] == before
     assert any(r.levelname == "ERROR" and r.name == "sender.rotation" for r in caplog.records)
     assert_logs_clean(caplog, azure.sandbox)
+    assert_clean(str(info.value), azure.app_secret, *(r.value for r in azure.sandbox.tokens()))
     return info.value
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from sender.rotation import GcpRotation, RotationFailed, gcp_pubsub_handler
+from tests.contract import assert_clean
 from tests.rotation.conftest import GCP_PROJECT, GcpRig, assert_logs_clean, issue, log_text, status
 from tokenstore import fingerprint_of
 
@@ -77,6 +78,7 @@ def failing(gcp: GcpRig, caplog: pytest.LogCaptureFixture, message: Any, match: 
     assert gcp.versions() == before
     assert any(r.levelname == "ERROR" and r.name == "sender.rotation" for r in caplog.records)
     assert_logs_clean(caplog, gcp.sandbox)
+    assert_clean(str(info.value), gcp.app_secret, *(r.value for r in gcp.sandbox.tokens()))
     return info.value
 
 
