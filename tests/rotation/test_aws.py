@@ -249,3 +249,30 @@ def test_the_secret_by_name_and_the_configs_it_refuses(aws: AwsRig, caplog: pyte
 def test_rotation_not_enabled(aws: AwsRig, caplog: pytest.LogCaptureFixture) -> None:
     request = str(uuid.uuid4())
     failing(aws, caplog, aws.event("createSecret", request), "rotation is not enabled")
+
+
+def test_the_readme_policy_allows_every_call_the_function_makes(aws: AwsRig, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import re
+
+    from tests.ecosystem.conftest import ROOT
+    from tokenstore.backends.aws import AwsBackend
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### AWS Secrets Manager: a rotation function") :]
+    policy = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))  # type: ignore[union-attr]
+    allowed = {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    made: set[str] = set()
+    original = AwsBackend._call
+
+    def recording(self: AwsBackend, permission: str, fn: Any) -> Any:
+        made.add(permission)
+        return original(self, permission, fn)
+
+    monkeypatch.setattr(AwsBackend, "_call", recording)
+    waits: list[float] = []
+    later = AwsRotation(now=lambda: dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30), sleep=waits.append)
+    rotate(aws, twice=False)
+    rotate(aws, later, LambdaContext(remaining_seconds=900), twice=False)  # revokes in createSecret and finishSecret
+    assert waits == [330.0] and aws.sandbox.route_counts()["oauth.revoke"] == 2
+    assert made and made <= allowed, made - allowed
