@@ -276,3 +276,37 @@ def test_the_readme_policy_allows_every_call_the_function_makes(aws: AwsRig, mon
     rotate(aws, later, LambdaContext(remaining_seconds=900), twice=False)  # revokes in createSecret and finishSecret
     assert waits == [330.0] and aws.sandbox.route_counts()["oauth.revoke"] == 2
     assert made and made <= allowed, made - allowed
+
+
+def test_a_fresh_process_with_only_the_environment_runs_a_step(aws: AwsRig) -> None:
+    """As the Lambda runtime does it: import the handler in a new process, $TOKENSTORE_CONFIG and the AWS
+    credentials in the environment, the event as a dict. Its output carries fingerprints only."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    request = aws.start_rotation()
+    code = (
+        "import json, sys; from sender.rotation import aws_lambda_handler; "
+        "print(json.dumps(aws_lambda_handler(json.loads(sys.argv[1]), None)))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(aws.event("createSecret", request))],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert result["action"] == "staged" and result["new_fingerprint"] == fingerprint_of(aws.value("AWSPENDING"))
+    assert_clean(out.stdout + out.stderr, aws.app_secret, *(r.value for r in aws.sandbox.tokens()))
+
+
+def test_config_given_as_a_mapping(aws: AwsRig) -> None:
+    request = aws.start_rotation()
+    handler = AwsRotation(aws.data)
+    assert handler(aws.event("createSecret", request))["action"] == "staged"
