@@ -222,6 +222,7 @@ def test_a_tenants_secret_is_rotated_and_only_that_one(aws: AwsRig, caplog: pyte
     request = aws.start_rotation(arns["acme"])
     results = [aws_lambda_handler(aws.event(step, request, arns["acme"]), None) for step in STEPS]
     assert {r["tenant"] for r in results} == {"acme"} and results[-1]["action"] == "finished"
+    assert {r["source"] for r in results} == {f"aws:secretsmanager:wa/{run}/acme/token"}
     assert aws.value(secret_id=arns["acme"]) != tokens["acme"]
     assert aws.value(secret_id=arns["globex"]) == tokens["globex"]
     assert "is the secret of tenant acme" in log_text(caplog)
