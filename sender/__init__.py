@@ -42,6 +42,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         AppCredentialsError,
         AsyncGraphTokenClient,
         GraphTokenClient,
+        SignupCodeRejected,
         app_secret_provider_from_config,
         graph_client_from_config,
     )
@@ -59,6 +60,14 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         text_message,
     )
     from ._models import InvalidTokenReason, IssuedToken, SendResult, TokenInfo
+    from ._onboard import (
+        OnboardedTenant,
+        Onboarding,
+        OnboardingRefused,
+        onboard,
+        revoke_replaced_tokens,
+        validate_business_token,
+    )
     from ._pacing import Pacer, PacingPolicy
     from ._redact import RedactingFilter, install_log_redaction, redact_text, redact_url
     from ._redirect import RedirectTransport
@@ -94,6 +103,9 @@ __all__ = [
     "InvalidTokenReason",
     "IssuedToken",
     "NetworkError",
+    "OnboardedTenant",
+    "Onboarding",
+    "OnboardingRefused",
     "OutcomeUnknown",
     "Pacer",
     "PacingPolicy",
@@ -111,6 +123,7 @@ __all__ = [
     "Sender",
     "SenderSettings",
     "ServerError",
+    "SignupCodeRejected",
     "TemplateError",
     "TenantAuth",
     "TenantDisconnected",
@@ -137,15 +150,18 @@ __all__ = [
     "list_message",
     "location_message",
     "media_message",
+    "onboard",
     "reaction_message",
     "read_config",
     "read_receipt",
     "redact_text",
     "redact_url",
     "refresh_stored_token",
+    "revoke_replaced_tokens",
     "settings_from_config",
     "template_message",
     "text_message",
+    "validate_business_token",
     "validate_current",
     "validate_refreshed",
 ]
@@ -179,6 +195,7 @@ _LAZY: dict[str, str] = {
     "AppCredentialsError": "._lifecycle",
     "AsyncGraphTokenClient": "._lifecycle",
     "GraphTokenClient": "._lifecycle",
+    "SignupCodeRejected": "._lifecycle",
     "app_secret_provider_from_config": "._lifecycle",
     "graph_client_from_config": "._lifecycle",
     "button_message": "._messages",
@@ -196,6 +213,12 @@ _LAZY: dict[str, str] = {
     "IssuedToken": "._models",
     "SendResult": "._models",
     "TokenInfo": "._models",
+    "OnboardedTenant": "._onboard",
+    "Onboarding": "._onboard",
+    "OnboardingRefused": "._onboard",
+    "onboard": "._onboard",
+    "revoke_replaced_tokens": "._onboard",
+    "validate_business_token": "._onboard",
     "Pacer": "._pacing",
     "PacingPolicy": "._pacing",
     "RedactingFilter": "._redact",

@@ -245,6 +245,7 @@ class Backend(TokenProvider):
 
         return await asyncio.to_thread(lambda: list(self.list_names(option, prefix, suffix)))
 
+
 def expected_matches(current: Token | None, expected: Token | str) -> bool:
     """Whether ``current`` (None: no secret yet) is what a ``put_token(..., expected=expected)`` expects: the
     same value for a :class:`Token`, the same version id for a str."""

@@ -78,7 +78,32 @@ def moto() -> Iterator[Any]:
     from tests.servers.moto import MotoServer
 
     with MotoServer() as server:
+        _warm_up(server)
         yield server
+
+
+def _warm_up(server: Any) -> None:
+    """moto's first SSM and Secrets Manager calls in a process are slow (seconds, on a busy machine): make them
+    here, with a patient client, so that no timed call of the test pays for them."""
+    import boto3
+    from botocore.config import Config
+
+    from tests.servers.moto import REGION
+
+    patient = Config(read_timeout=120, connect_timeout=10, retries={"total_max_attempts": 1})
+    options: dict[str, Any] = {
+        "endpoint_url": server.url,
+        "region_name": REGION,
+        "aws_access_key_id": "AKIAWARMUP0000000000",
+        "aws_secret_access_key": "warm-up",
+        "config": patient,
+    }
+    ssm = boto3.client("ssm", **options)
+    ssm.put_parameter(Name="/warm-up", Value="x", Type="SecureString", Overwrite=True)
+    ssm.get_parameter(Name="/warm-up", WithDecryption=True)
+    sm = boto3.client("secretsmanager", **options)
+    sm.create_secret(Name="warm-up", SecretString="x")
+    sm.get_secret_value(SecretId="warm-up")
 
 
 @pytest.fixture(scope="module")
