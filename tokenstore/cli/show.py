@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
+from typing import Any
 
-from .. import load_provider, mask
+from .. import mask, provider_from_config
 from ._common import EXIT_OK, add_config_option, add_json_option, command, emit
 
-HELP = "fetch the token and show its source, version, fingerprint and a masked preview (never the token)"
+HELP = (
+    "validate the whole config, fetch the token and show its source, version, fingerprint and a masked preview "
+    "(never the token)"
+)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,8 +25,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.set_defaults(func=command(run))
 
 
+def validate_whole_config(config: Mapping[str, Any], source: str | None) -> None:
+    """Check every section the way ``send``/``check`` would read it, without any network call: the
+    ``whatsapp:`` options (a token pasted there fails here, not at the first send) and both providers'
+    sections (built, never asked)."""
+    from sender import settings_from_config
+
+    if config.get("whatsapp") is not None:
+        settings_from_config(config, source=source, require_phone_number_id=False)
+    for section in ("token", "app_secret"):
+        if config.get(section) is not None:
+            provider_from_config(config, section=section, source=source, cache=False).close()
+
+
 def run(args: argparse.Namespace) -> int:
-    with load_provider(args.config, section=args.section, cache=False) as provider:
+    from sender import read_config
+
+    config, source = read_config(args.config)
+    validate_whole_config(config, source)
+    with provider_from_config(config, section=args.section, source=source, cache=False) as provider:
         token = provider.get_token()
     value = token.reveal()
     info = {
