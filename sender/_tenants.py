@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 
-from tokenstore import Token, TokenProvider
+from tokenstore import Token, TokenProvider, UnknownTenant
 
 from ._auth import TokenAuth
 from ._client import POOL_LIMITS, AsyncSender, Sender
@@ -351,6 +351,8 @@ class _BaseTenantSender(Generic[_S]):
             options["sleep"] = sleep
         self._options = options
         self._ca_bundle = ca_bundle
+        #: the config file this object was built from (named in errors), if any
+        self._source: str | None = None
         self._clock = clock
         self._recheck_interval = recheck_interval
         #: tenant -> what is known of its dead token (shared by every per-number sender's auth flow)
@@ -435,7 +437,12 @@ class _BaseTenantSender(Generic[_S]):
         """
         self._check_open()
         number = str(phone_number_id).strip()
-        tenant = self.tenants.tenant_for_number(number)
+        try:
+            tenant = self.tenants.tenant_for_number(number)
+        except UnknownTenant as exc:
+            if self._source is None:
+                raise
+            raise UnknownTenant(f"{self._source}: {exc}", phone_number_id=exc.phone_number_id) from exc
         provider = self.tenants.provider(tenant)
         with self._lock:
             self._check_open()
@@ -534,7 +541,9 @@ class TenantSender(_BaseTenantSender[TenantBoundSender]):
         settings, tenants, app_secret = cls._parts_from_config(config)
         try:
             kwargs = {**cls._settings_kwargs(settings), "app_secret": app_secret, **overrides}
-            return cls(tenants, owns_tenants=True, owns_app_secret=app_secret is not None, **kwargs)
+            built = cls(tenants, owns_tenants=True, owns_app_secret=app_secret is not None, **kwargs)
+            built._source = settings.source
+            return built
         except BaseException:
             tenants.close()
             if app_secret is not None:
@@ -626,7 +635,9 @@ class AsyncTenantSender(_BaseTenantSender[AsyncTenantBoundSender]):
                 "async_transport": settings.async_transport,
                 **overrides,
             }
-            return cls(tenants, owns_tenants=True, owns_app_secret=app_secret is not None, **kwargs)
+            built = cls(tenants, owns_tenants=True, owns_app_secret=app_secret is not None, **kwargs)
+            built._source = settings.source
+            return built
         except BaseException:
             tenants.close()
             if app_secret is not None:
