@@ -394,7 +394,8 @@ class TenantProviders:
         if self._backend is not None:
             assert self.template is not None
             t = self.template
-            return self._from_names(self._backend.list_names(t.option, t.prefix, t.suffix))
+            lister = self._backend.named(t.option, t.pattern)  # errors name the template, not a stand-in
+            return self._from_names(lister.list_names(t.option, t.prefix, t.suffix))
         if self._lister is not None:
             return sorted({check_tenant_key(k) for k in self._lister()})
         raise TypeError("these TenantProviders were given no way to list tenants (pass lister=)")
@@ -404,7 +405,8 @@ class TenantProviders:
         if self._backend is not None:
             assert self.template is not None
             t = self.template
-            return self._from_names(await self._backend.alist_names(t.option, t.prefix, t.suffix))
+            lister = self._backend.named(t.option, t.pattern)
+            return self._from_names(await lister.alist_names(t.option, t.prefix, t.suffix))
         import asyncio
 
         return await asyncio.to_thread(self.tenants)
