@@ -380,12 +380,13 @@ class TenantProviders:
 
     # -- listing --------------------------------------------------------------------------------------------
     def _from_names(self, names: Iterable[str]) -> list[str]:
-        template = self.template
-        assert template is not None
+        """The tenant keys among listed names: only those get_token would accept (the store's own rules too)."""
+        template, backend = self.template, self._backend
+        assert template is not None and backend is not None
         found: set[str] = set()
         for name in names:
             key = template.tenant_of(name)
-            if key is not None:
+            if key is not None and not backend.tenant_key_problem(key):
                 found.add(key)
         return sorted(found)
 
