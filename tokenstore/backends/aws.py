@@ -48,6 +48,7 @@ from .._errors import (
     SecretNotFound,
     WriteNotSupported,
 )
+from .._masking import masked_logger
 from .._parsing import json_object, new_token_value, token_from_text
 from .._provider import Backend
 from .._registry import import_sdk
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AssumeRole", "AwsBackend"]
 
-logger = logging.getLogger("tokenstore.backends.aws")
+logger = masked_logger("tokenstore.backends.aws")
 
 T = TypeVar("T")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 import stat
 import tempfile
@@ -20,13 +19,14 @@ from pathlib import Path
 
 from .._config import Section
 from .._errors import AccessDenied, BackendUnavailable, SecretMalformed, SecretNotFound
+from .._masking import masked_logger
 from .._parsing import json_object, new_token_value, token_from_text
 from .._provider import Backend
 from .._token import Token
 
 __all__ = ["FileBackend"]
 
-logger = logging.getLogger("tokenstore.backends.file")
+logger = masked_logger("tokenstore.backends.file")
 
 
 class FileBackend(Backend):

@@ -30,6 +30,7 @@ from ._common import (
     emit,
     error,
     non_negative,
+    plural,
 )
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ def _left(value: dt.datetime | None, now: dt.datetime) -> str:
     if seconds <= 0:
         return f"expired {_when(value)}"
     hours = seconds / 3600
-    return f"expires {_when(value)}, in " + (f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.1f} days")
+    return f"expires {_when(value)}, in " + (plural(round(hours), "hour") if hours < 48 else f"{hours / 24:.1f} days")
 
 
 def _summary(info: TokenInfo, now: dt.datetime) -> str:
@@ -265,10 +266,14 @@ def perform_refresh(
             if if_expiring_within is not None:
                 left = info.expires_in(clock())
                 if left is None or left > dt.timedelta(days=if_expiring_within):
-                    why = "it never expires" if left is None else f"it expires later than {if_expiring_within:g} days"
+                    why = (
+                        "it never expires"
+                        if left is None
+                        else f"it expires later than {plural(if_expiring_within, 'day')}"
+                    )
                     say("due", f"no: {why}")
                     return result
-                say("due", f"yes: it expires within {if_expiring_within:g} days")
+                say("due", f"yes: it expires within {plural(if_expiring_within, 'day')}")
             if info.never_expires and not force:
                 raise RefreshRefused(
                     "nothing was changed: the stored token never expires, and refreshing would replace it with one "
