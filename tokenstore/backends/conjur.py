@@ -903,9 +903,10 @@ class ConjurBackend(Backend):
             params = {"kind": "variable", "limit": str(self._LIST_PAGE), "offset": str(offset)}
             if search:
                 params["search"] = search
-            response = yield from self._authed(
-                lambda access, params=params: _Call("GET", url, self._headers(access), params=params)
-            )
+            def search_call(access: _Access, params: dict[str, str] = params) -> _Call:
+                return _Call("GET", url, self._headers(access), params=params)
+
+            response = yield from self._authed(search_call)
             if response.status_code != 200:
                 raise self._status_error(response, action="list")
             try:
