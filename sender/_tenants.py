@@ -440,9 +440,16 @@ class _BaseTenantSender(Generic[_S]):
         try:
             tenant = self.tenants.tenant_for_number(number)
         except UnknownTenant as exc:
-            if self._source is None:
-                raise
-            raise UnknownTenant(f"{self._source}: {exc}", phone_number_id=exc.phone_number_id) from exc
+            raise self._unknown(exc) from exc
+        return self._bound(number, tenant)
+
+    def _unknown(self, exc: UnknownTenant) -> UnknownTenant:
+        if self._source is None:
+            return exc
+        return UnknownTenant(f"{self._source}: {exc}", phone_number_id=exc.phone_number_id, tenant=exc.tenant)
+
+    def _bound(self, number: str, tenant: str) -> _S:
+        """The cached sender of ``number`` if it is still bound to ``tenant``'s current provider, else a new one."""
         provider = self.tenants.provider(tenant)
         with self._lock:
             self._check_open()
@@ -452,7 +459,7 @@ class _BaseTenantSender(Generic[_S]):
                 return cached
             fresh = self._build(provider, tenant=tenant, phone_number_id=number)
             self._senders[number] = fresh
-            self._senders.move_to_end(number)
+            self._senders.move_to_end(number)  # a replaced stale entry keeps its old place otherwise
             while len(self._senders) > self._max_senders:
                 # not closed: a caller may still hold it; it shares the pool, so nothing leaks
                 self._senders.popitem(last=False)
@@ -621,6 +628,17 @@ class AsyncTenantSender(_BaseTenantSender[AsyncTenantBoundSender]):
             transport_name=self.transport_name,
             **self._options,
         )
+
+    async def afor_number(self, phone_number_id: str) -> AsyncTenantBoundSender:
+        """:meth:`for_number` that reads a numbers map kept in the store (``tenants.numbers_from``) without
+        blocking the event loop; the same sender, cache and errors."""
+        self._check_open()
+        number = str(phone_number_id).strip()
+        try:
+            tenant = await self.tenants.atenant_for_number(number)
+        except UnknownTenant as exc:
+            raise self._unknown(exc) from exc
+        return self._bound(number, tenant)
 
     @classmethod
     def from_config(
