@@ -21,7 +21,15 @@ from ._version import __version__
 if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each loads on first use (import cost)
     from ._auth import TokenAuth, appsecret_proof
     from ._client import AsyncSender, Sender
-    from ._config import DEFAULT_API_VERSION, DEFAULT_BASE_URL, SenderSettings, read_config, settings_from_config
+    from ._config import (
+        API_VERSION_END_OF_AVAILABILITY,
+        DEFAULT_API_VERSION,
+        DEFAULT_BASE_URL,
+        SenderSettings,
+        api_version_warning,
+        read_config,
+        settings_from_config,
+    )
     from ._exceptions import (
         AuthenticationError,
         ConnectFailed,
@@ -42,6 +50,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         AppCredentialsError,
         AsyncGraphTokenClient,
         GraphTokenClient,
+        SignupCodeRejected,
         app_secret_provider_from_config,
         graph_client_from_config,
     )
@@ -59,6 +68,14 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         text_message,
     )
     from ._models import InvalidTokenReason, IssuedToken, SendResult, TokenInfo
+    from ._onboard import (
+        OnboardedTenant,
+        Onboarding,
+        OnboardingRefused,
+        onboard,
+        revoke_replaced_tokens,
+        validate_business_token,
+    )
     from ._pacing import Pacer, PacingPolicy
     from ._redact import RedactingFilter, install_log_redaction, redact_text, redact_url
     from ._redirect import RedirectTransport
@@ -79,6 +96,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
     from ._tokeninfo import adebug_token, debug_token
 
 __all__ = [
+    "API_VERSION_END_OF_AVAILABILITY",
     "DEFAULT_API_VERSION",
     "DEFAULT_BASE_URL",
     "DEFAULT_RETRY_CODES",
@@ -94,6 +112,9 @@ __all__ = [
     "InvalidTokenReason",
     "IssuedToken",
     "NetworkError",
+    "OnboardedTenant",
+    "Onboarding",
+    "OnboardingRefused",
     "OutcomeUnknown",
     "Pacer",
     "PacingPolicy",
@@ -111,6 +132,7 @@ __all__ = [
     "Sender",
     "SenderSettings",
     "ServerError",
+    "SignupCodeRejected",
     "TemplateError",
     "TenantAuth",
     "TenantDisconnected",
@@ -120,6 +142,7 @@ __all__ = [
     "__version__",
     "adebug_token",
     "aexchange_and_validate",
+    "api_version_warning",
     "app_secret_provider_from_config",
     "appsecret_proof",
     "arefresh_stored_token",
@@ -137,15 +160,18 @@ __all__ = [
     "list_message",
     "location_message",
     "media_message",
+    "onboard",
     "reaction_message",
     "read_config",
     "read_receipt",
     "redact_text",
     "redact_url",
     "refresh_stored_token",
+    "revoke_replaced_tokens",
     "settings_from_config",
     "template_message",
     "text_message",
+    "validate_business_token",
     "validate_current",
     "validate_refreshed",
 ]
@@ -157,9 +183,11 @@ _LAZY: dict[str, str] = {
     "appsecret_proof": "._auth",
     "AsyncSender": "._client",
     "Sender": "._client",
+    "API_VERSION_END_OF_AVAILABILITY": "._config",
     "DEFAULT_API_VERSION": "._config",
     "DEFAULT_BASE_URL": "._config",
     "SenderSettings": "._config",
+    "api_version_warning": "._config",
     "read_config": "._config",
     "settings_from_config": "._config",
     "AuthenticationError": "._exceptions",
@@ -179,6 +207,7 @@ _LAZY: dict[str, str] = {
     "AppCredentialsError": "._lifecycle",
     "AsyncGraphTokenClient": "._lifecycle",
     "GraphTokenClient": "._lifecycle",
+    "SignupCodeRejected": "._lifecycle",
     "app_secret_provider_from_config": "._lifecycle",
     "graph_client_from_config": "._lifecycle",
     "button_message": "._messages",
@@ -196,6 +225,12 @@ _LAZY: dict[str, str] = {
     "IssuedToken": "._models",
     "SendResult": "._models",
     "TokenInfo": "._models",
+    "OnboardedTenant": "._onboard",
+    "Onboarding": "._onboard",
+    "OnboardingRefused": "._onboard",
+    "onboard": "._onboard",
+    "revoke_replaced_tokens": "._onboard",
+    "validate_business_token": "._onboard",
     "Pacer": "._pacing",
     "PacingPolicy": "._pacing",
     "RedactingFilter": "._redact",

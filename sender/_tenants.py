@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 
-from tokenstore import Token, TokenProvider
+from tokenstore import Token, TokenProvider, UnknownTenant
 
 from ._auth import TokenAuth
 from ._client import POOL_LIMITS, AsyncSender, Sender
@@ -351,6 +351,8 @@ class _BaseTenantSender(Generic[_S]):
             options["sleep"] = sleep
         self._options = options
         self._ca_bundle = ca_bundle
+        #: the config file this object was built from (named in errors), if any
+        self._source: str | None = None
         self._clock = clock
         self._recheck_interval = recheck_interval
         #: tenant -> what is known of its dead token (shared by every per-number sender's auth flow)
@@ -435,7 +437,19 @@ class _BaseTenantSender(Generic[_S]):
         """
         self._check_open()
         number = str(phone_number_id).strip()
-        tenant = self.tenants.tenant_for_number(number)
+        try:
+            tenant = self.tenants.tenant_for_number(number)
+        except UnknownTenant as exc:
+            raise self._unknown(exc) from exc
+        return self._bound(number, tenant)
+
+    def _unknown(self, exc: UnknownTenant) -> UnknownTenant:
+        if self._source is None:
+            return exc
+        return UnknownTenant(f"{self._source}: {exc}", phone_number_id=exc.phone_number_id, tenant=exc.tenant)
+
+    def _bound(self, number: str, tenant: str) -> _S:
+        """The cached sender of ``number`` if it is still bound to ``tenant``'s current provider, else a new one."""
         provider = self.tenants.provider(tenant)
         with self._lock:
             self._check_open()
@@ -445,7 +459,7 @@ class _BaseTenantSender(Generic[_S]):
                 return cached
             fresh = self._build(provider, tenant=tenant, phone_number_id=number)
             self._senders[number] = fresh
-            self._senders.move_to_end(number)
+            self._senders.move_to_end(number)  # a replaced stale entry keeps its old place otherwise
             while len(self._senders) > self._max_senders:
                 # not closed: a caller may still hold it; it shares the pool, so nothing leaks
                 self._senders.popitem(last=False)
@@ -534,7 +548,9 @@ class TenantSender(_BaseTenantSender[TenantBoundSender]):
         settings, tenants, app_secret = cls._parts_from_config(config)
         try:
             kwargs = {**cls._settings_kwargs(settings), "app_secret": app_secret, **overrides}
-            return cls(tenants, owns_tenants=True, owns_app_secret=app_secret is not None, **kwargs)
+            built = cls(tenants, owns_tenants=True, owns_app_secret=app_secret is not None, **kwargs)
+            built._source = settings.source
+            return built
         except BaseException:
             tenants.close()
             if app_secret is not None:
@@ -613,6 +629,17 @@ class AsyncTenantSender(_BaseTenantSender[AsyncTenantBoundSender]):
             **self._options,
         )
 
+    async def afor_number(self, phone_number_id: str) -> AsyncTenantBoundSender:
+        """:meth:`for_number` that reads a numbers map kept in the store (``tenants.numbers_from``) without
+        blocking the event loop; the same sender, cache and errors."""
+        self._check_open()
+        number = str(phone_number_id).strip()
+        try:
+            tenant = await self.tenants.atenant_for_number(number)
+        except UnknownTenant as exc:
+            raise self._unknown(exc) from exc
+        return self._bound(number, tenant)
+
     @classmethod
     def from_config(
         cls, config: str | os.PathLike[str] | Mapping[str, Any] | None = None, **overrides: Any
@@ -626,7 +653,9 @@ class AsyncTenantSender(_BaseTenantSender[AsyncTenantBoundSender]):
                 "async_transport": settings.async_transport,
                 **overrides,
             }
-            return cls(tenants, owns_tenants=True, owns_app_secret=app_secret is not None, **kwargs)
+            built = cls(tenants, owns_tenants=True, owns_app_secret=app_secret is not None, **kwargs)
+            built._source = settings.source
+            return built
         except BaseException:
             tenants.close()
             if app_secret is not None:

@@ -26,6 +26,7 @@ from ._business import (
 )
 from ._clock import Clock
 from ._graph import Call, Reply, graph_error
+from ._signup import SignupCodes
 from ._tokens import AppRecord, TokenRecord, TokenRegistry
 
 __all__ = ["MESSAGING_SCOPE", "Fault", "ReceivedMessage", "RequestRecord", "SandboxState"]
@@ -146,6 +147,8 @@ class SandboxState:
         self.requests: list[RequestRecord] = []
         self.stopping = threading.Event()
         self._seq = 0
+        #: Embedded Signup codes (see ``routes/signup.py``)
+        self.signup_codes = SignupCodes()
 
     @property
     def waba_id(self) -> str:

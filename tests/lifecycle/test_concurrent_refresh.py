@@ -78,7 +78,32 @@ def moto() -> Iterator[Any]:
     from tests.servers.moto import MotoServer
 
     with MotoServer() as server:
+        _warm_up(server)
         yield server
+
+
+def _warm_up(server: Any) -> None:
+    """moto's first SSM and Secrets Manager calls in a process are slow (seconds, on a busy machine): make them
+    here, with a patient client, so that no timed call of the test pays for them."""
+    import boto3
+    from botocore.config import Config
+
+    from tests.servers.moto import REGION
+
+    patient = Config(read_timeout=120, connect_timeout=10, retries={"total_max_attempts": 1})
+    options: dict[str, Any] = {
+        "endpoint_url": server.url,
+        "region_name": REGION,
+        "aws_access_key_id": "AKIAWARMUP0000000000",
+        "aws_secret_access_key": "warm-up",
+        "config": patient,
+    }
+    ssm = boto3.client("ssm", **options)
+    ssm.put_parameter(Name="/warm-up", Value="x", Type="SecureString", Overwrite=True)
+    ssm.get_parameter(Name="/warm-up", WithDecryption=True)
+    sm = boto3.client("secretsmanager", **options)
+    sm.create_secret(Name="warm-up", SecretString="x")
+    sm.get_secret_value(SecretId="warm-up")
 
 
 @pytest.fixture(scope="module")
@@ -430,3 +455,42 @@ def test_expiry_is_sixty_days(store: Store, sandbox: Sandbox) -> None:
     assert result.action == "refreshed" and not result.revoked
     record = sandbox.token_record(store.read())
     assert record is not None and record.expires_at - record.issued_at == SIXTY_DAYS
+
+
+def test_three_cli_refreshes_started_together_on_one_file_store(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The issue's measurement, as it was taken: three ``tokenstore refresh --if-expiring-within 7
+    --revoke-old-after 2`` processes started together on one file store. One refreshes; each other one either
+    lost the write (and revoked the token it obtained) or started late enough to find the new token not due."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.lifecycle.conftest import make_env
+
+    env = make_env(sandbox, tmp_path, expires_in=3 * DAY)
+    root = Path(__file__).resolve().parents[2]
+    environ = {**os.environ, "PYTHONPATH": str(root), "NO_PROXY": "127.0.0.1,localhost"}
+    argv = [sys.executable, "-m", "tokenstore", "refresh", "-c", str(env.config), "--json"]
+    argv += ["--if-expiring-within", "7", "--revoke-old-after", "2"]
+    procs = [
+        subprocess.Popen(argv, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for out, err in outputs:
+        for secret in env.secrets:
+            assert secret not in out and secret not in err
+    results = [json.loads(out) for out, _ in outputs]
+    statuses = sorted(r["status"] for r in results)
+    assert statuses.count("refreshed") == 1, results
+    assert set(statuses) <= {"refreshed", "refused", "not-due"}, results
+    for r, p in zip(results, procs, strict=True):
+        assert p.returncode == {"refreshed": 0, "not-due": 0, "refused": 1}[r["status"]]
+        if r["status"] == "refused":
+            assert r["new_revoked"] is True and "the store changed while refreshing" in r["error"]
+    now = sandbox.clock()
+    stored = sandbox.token_record(env.read())
+    assert stored is not None and stored.status(now) == "valid"
+    old = sandbox.token_record(env.initial)
+    assert old is not None and old.status(now) == "revoked"
+    assert [r.fingerprint for r in sandbox.tokens() if r.status(now) == "valid"] == [stored.fingerprint]

@@ -4,6 +4,10 @@ business's token sent each message, and every request it saw: no crossing, not e
 tenant revoked and not rotated raises TenantDisconnected while the others keep sending, and a rotation costs
 the rotated tenant one refetch and nobody else anything.
 
+The tokens live in a real store: files (one per tenant), and OpenBao (one KV v2 secret per tenant under a
+folder, read by one client with one Vault token whose uses OpenBao counts, so the store itself confirms the
+reads the caches report).
+
 Deterministic: which tenants are rotated or revoked, and after how many completed sends, comes from a fixed
 seed; the assertions hold whatever the interleaving of the sends in flight.
 """
@@ -12,7 +16,8 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +27,17 @@ import pytest
 import sender
 from sender.sandbox import Business, Sandbox
 from tests.contract import canary
-from tests.reliability.conftest import TO, Outcome, arun_stream, assert_clean_errors, run_stream
+from tests.reliability.conftest import (
+    PATH_PREFIX,
+    TO,
+    TOKEN_ENV,
+    TOKEN_USES,
+    Outcome,
+    arun_stream,
+    assert_clean_errors,
+    run_stream,
+)
+from tests.servers.openbao import OpenBaoServer
 from tokenstore.backends.file import FileBackend
 
 TENANTS = 50
@@ -36,28 +51,26 @@ _MESSAGES = re.compile(r"/v\d+\.\d+/(\d+)/messages")
 
 @dataclass
 class Fleet:
-    """50 customer businesses in the sandbox, one number each, each token in its own file under ``folder``."""
+    """50 customer businesses in the sandbox, one number each, each token in the store under its WABA id."""
 
     sandbox: Sandbox
-    folder: Path
     businesses: dict[str, Business]
-    #: every token value issued (all canaries)
+    #: writes a tenant's token to the store, as an operator or the rotation job would (not through the cache)
+    write: Callable[[str, str], None]
+    #: the ``tenants.token`` section naming the store, with ``{tenant}`` in the secret's name
+    token_section: dict[str, Any]
+    #: how many requests the store itself has answered for the senders (None: the store cannot count)
+    store_requests: Callable[[], int] | None = None
+    #: every secret value (tokens are canaries; the store's own credential too)
     issued: list[str] = field(default_factory=list)
     #: tenant -> what happened to it
     fate: dict[str, str] = field(default_factory=dict)
-
-    def write(self, tenant: str, value: str) -> None:
-        FileBackend(self.folder / tenant).put_token(value)
 
     def config(self) -> dict[str, Any]:
         return {
             "whatsapp": {"base_url": self.sandbox.url, "api_version": "v26.0", "timeout": 10},
             "tenants": {
-                "token": {
-                    "backend": "file",
-                    "file": {"path": str(self.folder / "{tenant}")},
-                    "cache": {"ttl": 300, "refresh_ahead": 0, "jitter": 0},
-                },
+                "token": {**self.token_section, "cache": {"ttl": 300, "refresh_ahead": 0, "jitter": 0}},
                 "numbers": {b.phone_number_id: t for t, b in self.businesses.items()},
             },
         }
@@ -92,19 +105,71 @@ class Fleet:
         return act
 
 
-@pytest.fixture
-def fleet(sandbox: Sandbox, tmp_path: Path) -> Fleet:
-    folder = tmp_path / "tenants"
-    folder.mkdir()
+def _businesses(sandbox: Sandbox) -> dict[str, Business]:
     businesses = {}
-    issued = []
     for i in range(TENANTS):
         business = sandbox.add_business(name=f"Customer {i:02d}", token=canary())
-        assert business.token is not None
-        FileBackend(folder / business.waba_id).put_token(business.token)
         businesses[business.waba_id] = business
-        issued.append(business.token)
-    return Fleet(sandbox=sandbox, folder=folder, businesses=businesses, issued=issued)
+    return businesses
+
+
+def _file_fleet(sandbox: Sandbox, tmp_path: Path) -> Fleet:
+    folder = tmp_path / "tenants"
+    folder.mkdir()
+
+    def write(tenant: str, value: str) -> None:
+        FileBackend(folder / tenant).put_token(value)
+
+    section = {"backend": "file", "file": {"path": str(folder / "{tenant}")}}
+    return Fleet(sandbox=sandbox, businesses=_businesses(sandbox), write=write, token_section=section)
+
+
+def _vault_fleet(sandbox: Sandbox, bao: OpenBaoServer, monkeypatch: pytest.MonkeyPatch) -> Fleet:
+    admin = bao.client()
+    vault_token = admin.auth.token.create(
+        id=canary("VT"), policies=["reliability-sender"], ttl="2h", num_uses=TOKEN_USES
+    )["auth"]["client_token"]
+    monkeypatch.setenv(TOKEN_ENV, vault_token)
+    folder = f"{PATH_PREFIX}/tenants-{uuid.uuid4().hex[:8]}"
+
+    def write(tenant: str, value: str) -> None:
+        admin.secrets.kv.v2.create_or_update_secret(path=f"{folder}/{tenant}", secret={"access_token": value})
+
+    def store_requests() -> int:
+        return TOKEN_USES - int(admin.auth.token.lookup(vault_token)["data"]["num_uses"])
+
+    section = {
+        "backend": "vault",
+        "vault": {
+            "url": bao.url,
+            "path": f"{folder}/{{tenant}}",
+            "auth": {"method": "token", "token": {"env": TOKEN_ENV}},
+        },
+    }
+    fleet = Fleet(
+        sandbox=sandbox,
+        businesses=_businesses(sandbox),
+        write=write,
+        token_section=section,
+        store_requests=store_requests,
+    )
+    fleet.issued.append(vault_token)
+    return fleet
+
+
+@pytest.fixture(params=["file", pytest.param("vault", marks=pytest.mark.backend("vault"))])
+def fleet(
+    request: pytest.FixtureRequest, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Fleet]:
+    if request.param == "file":
+        result = _file_fleet(sandbox, tmp_path)
+    else:
+        result = _vault_fleet(sandbox, request.getfixturevalue("bao"), monkeypatch)
+    for tenant, business in result.businesses.items():
+        assert business.token is not None
+        result.write(tenant, business.token)
+        result.issued.append(business.token)
+    yield result
 
 
 def _tenant(text: str) -> str:
@@ -161,6 +226,8 @@ def check(fleet: Fleet, outcomes: list[Outcome], reads: dict[str, int], *, in_fl
             assert 2 <= count <= 1 + in_flight, (tenant, fate, count)
         else:
             assert count == 1, (tenant, fate, count)
+    if fleet.store_requests is not None:  # the store's own count agrees with the caches': no hidden reads
+        assert fleet.store_requests() == sum(reads.values())
     assert_clean_errors(outcomes, fleet.issued)
 
 

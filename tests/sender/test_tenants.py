@@ -297,6 +297,9 @@ async def test_async_routes_shares_one_pool_and_disconnects_one_tenant(tenants: 
         assert caught.value.tenant == c.waba_id
         with pytest.raises(UnknownTenant):
             senders.for_number("123")
+        with pytest.raises(UnknownTenant):
+            await senders.afor_number("123")
+        assert await senders.afor_number(a.phone_number_id) is senders.for_number(a.phone_number_id)
         assert tenants.open_connections() == 1
     wait_until(lambda: tenants.open_connections() == 0, timeout=5)
     assert tenants.sandbox.received_counts() == {f"async {n}": 1 for n, t in tenants.numbers.items() if t != c.waba_id}
