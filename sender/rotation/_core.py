@@ -106,7 +106,10 @@ class RotationSettings:
     """The config as a rotation handler needs it."""
 
     data: Mapping[str, Any]
+    #: the label errors name the file by (the path, and whether $TOKENSTORE_CONFIG chose it)
     source: str | None
+    #: what the config was loaded from (a path, a mapping, or None: $TOKENSTORE_CONFIG)
+    origin: str | os.PathLike[str] | Mapping[str, Any] | None
     #: seconds between writing a new token and revoking the old one (every replica's cache has moved by
     #: then): ``rotation.revoke_old_after``, default the ``token.cache`` ttl + refresh_ahead
     revoke_old_after: float
@@ -129,13 +132,13 @@ class RotationSettings:
                 explicit = True
         if wait is None:
             wait = _cache_wait(data, source)
-        return cls(data=data, source=source, revoke_old_after=wait, revoke_configured=explicit)
+        return cls(data=data, source=source, origin=config, revoke_old_after=wait, revoke_configured=explicit)
 
     def graph(self, purpose: str) -> GraphTokenClient:
         """The Graph token client of ``whatsapp.app_id`` and the ``app_secret:`` section (no network I/O)."""
         from .._lifecycle import GraphTokenClient
 
-        return GraphTokenClient.from_config(self.source if self.source else self.data, purpose=purpose, cache=False)
+        return GraphTokenClient.from_config(self.origin, purpose=purpose, cache=False)
 
     def target(
         self, backend_name: str, matches: Callable[[Backend], bool], described: str, names: Iterable[str] = ()
