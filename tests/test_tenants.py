@@ -482,3 +482,16 @@ def test_backend_template_in_code(tmp_path: Path) -> None:
         TenantProviders(backend, template=TenantTemplate("key", "{tenant}"))
     with pytest.raises(ValueError, match="exactly once"):
         TenantTemplate("path", "/x")
+
+
+def test_config_example_tenants_section_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = Path(__file__).resolve().parent.parent
+    cfg = tokenstore.load_config(
+        root / "config.example.yaml", environ={"WHATSAPP_PHONE_NUMBER_ID": "1", "WHATSAPP_APP_ID": "1"}
+    )
+    pytest.importorskip("hvac")
+    with tokenstore.tenants_from_config(cfg, source="config.example.yaml") as tenants:
+        assert tenants.max_cached == 10000
+        assert tenants.numbers() == {"106540352242922": "102290129340398"}
+        assert tenants.source == "vault:whatsapp/tenants/{tenant}"
+        assert tenants.policy.max_stale == 3600
