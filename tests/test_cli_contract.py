@@ -111,6 +111,16 @@ def test_sandbox_output_files_are_checked_before_anything_starts(
     assert "names a folder" in err
 
 
+def test_sandbox_accept_env_never_echoes_a_pasted_token(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = canary()
+    monkeypatch.delenv(token, raising=False)
+    assert main(["sandbox", "--port", "0", "--accept-env", token]) == 2
+    err = capsys.readouterr().err
+    assert token not in err and "--accept-env [masked sha256:" in err and err.count("\n") == 1
+
+
 def test_serve_checks_its_options_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from sender.sandbox._cli import serve
 
@@ -158,7 +168,9 @@ def test_an_unexpected_error_is_one_line_and_exit_1(
     def boom(*args: object, **kwargs: object) -> None:
         raise OverflowError("a bug")
 
-    monkeypatch.setattr(show, "load_provider", boom)
+    monkeypatch.setattr(show, "provider_from_config", boom)
+    (tmp_path / "x.yaml").write_text("token: {backend: env}\n")
+    monkeypatch.chdir(tmp_path)
     assert main(["show", "-c", "x.yaml"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unexpected OverflowError: a bug" in err

@@ -15,7 +15,7 @@ from ._version import __version__
 
 if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each loads on first use (import cost)
     from ._cache import CachePolicy, CacheStats, CachingProvider
-    from ._config import SecretRef, Section, load_config
+    from ._config import SecretRef, Section, load_config, resolve_config_path
     from ._errors import (
         AccessDenied,
         BackendNotInstalled,
@@ -87,6 +87,7 @@ __all__ = [
     "provider_from_config",
     "provider_metrics",
     "register_backend",
+    "resolve_config_path",
     "tenants_from_config",
     "track_provider",
 ]
@@ -100,6 +101,7 @@ _LAZY: dict[str, str] = {
     "SecretRef": "._config",
     "Section": "._config",
     "load_config": "._config",
+    "resolve_config_path": "._config",
     "AccessDenied": "._errors",
     "BackendNotInstalled": "._errors",
     "BackendUnavailable": "._errors",

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
-from tokenstore import fingerprint_of
+from tokenstore import fingerprint_of, mask_credentials
 
 from ._clock import ManualClock
 from ._server import Sandbox
@@ -86,7 +86,8 @@ def serve(
     for var in accept_env:
         value = os.environ.get(var, "").strip()
         if not value:
-            print(f"tokenstore: error: --accept-env {var}: the variable is not set or empty", file=sys.stderr)
+            shown = mask_credentials(var)  # a token typed where the variable's name goes is not echoed
+            print(f"tokenstore: error: --accept-env {shown}: the variable is not set or empty", file=sys.stderr)
             return 2
         if sandbox.token_record(value) is None:
             sandbox.issue_token(value=value, label=f"env:{var}")
@@ -129,6 +130,8 @@ def serve(
             "Point a config at it:",
             f'  whatsapp: {{phone_number_id: "{example_id}", base_url: "{sandbox.url}", app_id: "{sandbox.app_id}"}}',
             f"  token: {{backend: file, file: {{path: {token_file or 'PATH'}}}}}",
+            f"  app_secret: {{backend: file, file: {{path: {app_secret_file or 'PATH'}}}}}"
+            + ("" if app_secret_file else "   # pass --app-secret-file PATH: check, rotate, refresh, revoke need it"),
             f"Control: GET {sandbox.url}/_sandbox/state; POST /_sandbox/faults "
             '{"code": 130429, "count": 2}; POST /_sandbox/revoke {"fingerprint": "sha256:..."}',
             "Ctrl-C to stop.",
