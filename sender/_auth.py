@@ -277,12 +277,33 @@ class TokenAuth(httpx.Auth):
             self.provider.invalidate(fresh)
             raise self._give_up(response, token, refetched=fresh)
 
-    # -- the same flow without httpx (the sender's aiohttp path) ----------------------------------------------
-    async def arun(self, send: Callable[[Token, Token | None], Awaitable[_R]]) -> _R:
+    # -- the same flow without httpx (the senders' urllib3 and aiohttp paths) ----------------------------------
+    def run(self, send: Callable[[Token, Token | None], _R]) -> _R:
         """Run the flow around ``send(token, app_secret)``, which puts the token on one request and returns the
         answer (``status_code`` and ``content`` read whole): the provider is asked for this request, and on a
         rejection the token is invalidated, refetched and - if it changed - ``send`` runs once more with it.
-        The same decisions, counters and errors as :meth:`async_auth_flow`."""
+        The same decisions, counters and errors as :meth:`sync_auth_flow`."""
+        provider, app_secret = self.provider, self.app_secret
+        token = provider.get_token()
+        response = send(token, app_secret.get_token() if app_secret else None)
+        status = response.status_code  # type: ignore[attr-defined]
+        if status < 400 or status >= 500 or not self._rejected(response):
+            return response
+        self._count(rejection=True)
+        provider.invalidate(token)
+        fresh = provider.get_token()
+        if fresh == token:
+            raise self._give_up(response, token, refetched=None)
+        self._changed(response, token, fresh)
+        response = send(fresh, app_secret.get_token() if app_secret else None)
+        if self._rejected(response):
+            self._count(rejection=True)
+            provider.invalidate(fresh)
+            raise self._give_up(response, token, refetched=fresh)
+        return response
+
+    async def arun(self, send: Callable[[Token, Token | None], Awaitable[_R]]) -> _R:
+        """The asyncio twin of :meth:`run` (the same decisions as :meth:`async_auth_flow`)."""
         provider, app_secret = self.provider, self.app_secret
         token = await provider.aget_token()
         response = await send(token, await app_secret.aget_token() if app_secret else None)

@@ -15,9 +15,10 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -64,6 +65,17 @@ from ._retry import RetryPolicy
 __all__ = ["AsyncSender", "Sender"]
 
 logger = logging.getLogger("sender")
+#: the direct paths' request lines, as httpx logs its own at INFO (redacted like httpx's)
+http_logger = logging.getLogger("sender.http")
+
+
+def _log_request(url: str, status: int) -> None:
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    http_logger.info('HTTP Request: POST %s "HTTP/1.1 %d %s"', url, status, reason)
+
 
 _S = TypeVar("_S", bound="_BaseSender")
 _ID = re.compile(r"^\d{1,32}$")
@@ -313,7 +325,9 @@ class Sender(_BaseSender):
     requests are on the wire at once (default: ``max_connections``, 400); more callers wait their turn, first
     come first served, up to ``queue_timeout`` seconds (then :class:`~sender.QueueTimeout`: nothing sent).
     ``pool``: a :class:`~sender.ConnectionPool` shared with other senders (not closed by this one).
-    ``sleep`` (seconds) is injectable for tests; ``transport`` is handed to httpx.
+    ``sync_transport``: ``"auto"`` (urllib3's pool when installed and no proxy is configured, else httpx's),
+    ``"urllib3"`` or ``"httpx"``; ``transport`` (an httpx transport) puts httpx's client over it.
+    ``sleep`` (seconds) is injectable for tests.
     """
 
     def __init__(
@@ -322,14 +336,33 @@ class Sender(_BaseSender):
         *,
         phone_number_id: str,
         sleep: Callable[[float], None] = time.sleep,
+        sync_transport: str = "auto",
         pool: ConnectionPool | None = None,
         **options: Any,
     ) -> None:
         super().__init__(provider, phone_number_id=phone_number_id, pool=pool, **options)
         self._sleep = sleep
+        if sync_transport not in ("auto", "urllib3", "httpx"):
+            raise ValueError("sync_transport must be 'auto', 'urllib3' or 'httpx'")
         self._owns_pool = pool is None
-        self.pool = pool if pool is not None else ConnectionPool(transport=self._transport, **self._pool_options)
+        if pool is None:
+            pool = ConnectionPool(
+                transport=self._transport if self._transport is not None else sync_transport, **self._pool_options
+            )
+        self.pool = pool
+        #: the transport in use: "urllib3", "httpx" or the name of a transport passed in
+        self.transport_name = self.pool.transport_name
         self._client = self.pool.client
+        self._session = self.pool.session
+        if self._session is not None:
+            self._u3pool = self._session.pool_for(self.messages_url)
+            self._u3timeout = self._session.timeout(self._timeout)
+            self._target = urlsplit(self.messages_url).path
+            self._direct_headers = {
+                **self._headers,
+                "Accept-Encoding": "gzip, deflate",
+                "Content-Type": "application/json",
+            }
 
     # -- the I/O path --------------------------------------------------------------------------------------
     def _post(self, body: dict[str, Any], *, receipt: bool = False) -> _Outcome:
@@ -337,6 +370,7 @@ class Sender(_BaseSender):
         recipient = self._recipient(body)
         started = self._clock()
         attempt = 0
+        data: bytes | None = None
         while True:
             attempt += 1
             if self.pacer is not None:
@@ -344,10 +378,17 @@ class Sender(_BaseSender):
                 if wait > 0:
                     self._sleep(wait)
             try:
-                # the pool's transport takes an in-flight slot (after the auth flow asked for the token)
-                response = self._client.post(
-                    self.messages_url, json=body, auth=self.auth, timeout=self._timeout, headers=self._extra_headers
-                )
+                # an in-flight slot is taken per request, after the token was asked for (a cold cache or a
+                # slow store holds no slot): in _send_direct, or by the pool's httpx transport
+                if self._session is not None:
+                    if data is None:
+                        data = encode_json(body)
+                    response: Answer = self.auth.run(partial(self._send_direct, data))
+                else:
+                    assert self._client is not None
+                    response = self._client.post(
+                        self.messages_url, json=body, auth=self.auth, timeout=self._timeout, headers=self._extra_headers
+                    )
             except httpx.HTTPError as exc:
                 outcome: _Outcome = network_error(exc, what=self._what)
                 outcome.__cause__ = exc
@@ -360,6 +401,28 @@ class Sender(_BaseSender):
                 self._log_sent(body, outcome)
                 return outcome
             self._sleep(self._give_up_or_wait(outcome, attempt, started))
+
+    def _send_direct(self, data: bytes, token: Token, secret: Token | None) -> Reply:
+        """One POST on urllib3's pool carrying ``token`` (the step :meth:`TokenAuth.run` repeats on a 401)."""
+        assert self._session is not None
+        headers = self._direct_headers.copy()
+        headers["Authorization"] = self.auth.bearer(token)
+        target, query = self._target, ""
+        if secret is not None:
+            query = f"?{urlencode(self.auth.proof_params(token, secret))}"
+            target = f"{target}{query}"
+        slots = self.pool.slots
+        if not slots.acquire(self.pool.queue_timeout):
+            raise queue_timeout_error(self.pool.queue_timeout, slots.limit, self._what)
+        try:
+            status, answer_headers, content = self._session.post(
+                self._u3pool, target, data, headers, self._u3timeout, self.messages_url
+            )
+        finally:
+            slots.release()
+        if http_logger.isEnabledFor(logging.INFO):
+            _log_request(self.messages_url + query, status)
+        return Reply(status, answer_headers, content, token)
 
     # -- the public API ------------------------------------------------------------------------------------
     def send(self, message: Mapping[str, Any]) -> SendResult:
@@ -591,6 +654,8 @@ class AsyncSender(_BaseSender):
             )
         finally:
             slots.release()
+        if http_logger.isEnabledFor(logging.INFO):
+            _log_request(url, status)
         return Reply(status, answer_headers, content, token)
 
     # -- the public API ------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from ._http import default_headers, ssl_context
 
 if TYPE_CHECKING:
     from ._aiohttp import AiohttpSession
+    from ._urllib3 import Urllib3Session
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
@@ -318,12 +319,16 @@ def encode_json(body: Any) -> bytes:
 
 
 class ConnectionPool:
-    """An httpx connection pool and its in-flight bound for :class:`~sender.Sender`; share it across senders.
+    """A connection pool and its in-flight bound for :class:`~sender.Sender`; share it across senders.
 
     ``max_connections`` (default 400) connections; ``max_in_flight`` slots (default: ``max_connections``,
     never more); ``queue_timeout`` seconds waiting for a slot (None: no limit) before QueueTimeout.
-    ``ca_bundle``/``verify`` and ``transport`` (an httpx transport) set up the client; ``http2=True`` needs
-    the ``h2`` package (``pip install httpx[http2]``).
+    ``transport``: ``"auto"`` (urllib3's pool when urllib3 is installed and no proxy is configured in the
+    environment, else httpx's), ``"urllib3"``, ``"httpx"``, or an ``httpx.BaseTransport`` instance (then
+    httpx's client runs over it). On urllib3 the senders skip httpx's Request/Response machinery (httpcore's
+    sync pool costs milliseconds of CPU per request with hundreds of threads in flight); the rest goes
+    through an ``httpx.Client``. ``ca_bundle``/``verify`` set TLS trust; ``http2=True`` (httpx only) needs the
+    ``h2`` package (``pip install httpx[http2]``).
     """
 
     def __init__(
@@ -334,7 +339,7 @@ class ConnectionPool:
         queue_timeout: float | None = DEFAULT_QUEUE_TIMEOUT,
         ca_bundle: str | None = None,
         verify: ssl.SSLContext | bool | None = None,
-        transport: httpx.BaseTransport | None = None,
+        transport: str | httpx.BaseTransport | None = "auto",
         http2: bool = False,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
     ) -> None:
@@ -342,28 +347,56 @@ class ConnectionPool:
             max_connections, max_in_flight, queue_timeout
         )
         self.slots = Slots(self.max_in_flight)
-        # keep every pooled connection alive: with fewer keep-alive than total connections, httpcore 1.0
-        # closes "surplus" idle connections one of which may already be assigned to a queued request
-        # (encode/httpcore#1110), and reconnects cost CPU anyway
-        limits = httpx.Limits(
-            max_connections=self.max_connections,
-            max_keepalive_connections=self.max_connections,
-            keepalive_expiry=keepalive_expiry,
-        )
+        verify = verify if verify is not None else ssl_context(ca_bundle)
         if transport is None:
-            verify = verify if verify is not None else ssl_context(ca_bundle)
-            transport = httpx.HTTPTransport(verify=verify, limits=limits, http2=http2)
-        self.client = httpx.Client(
-            transport=SlotTransport(transport, self.slots, self.queue_timeout),
-            headers=default_headers(),
-            follow_redirects=False,
-        )
+            transport = "auto"
+        if isinstance(transport, str):
+            if transport not in ("auto", "urllib3", "httpx"):
+                raise ValueError("transport must be 'auto', 'urllib3', 'httpx' or an httpx transport")
+            if transport == "urllib3" and http2:
+                raise ValueError("http2 needs the httpx transport (urllib3 speaks HTTP/1.1 only)")
+            if transport == "auto":
+                from ._urllib3 import proxied_environment, urllib3_available
+
+                transport = "urllib3" if urllib3_available() and not http2 and not proxied_environment() else "httpx"
+        #: "urllib3" (the direct path), "httpx", or the class name of the httpx transport given
+        self.transport_name = transport if isinstance(transport, str) else type(transport).__name__
+        self.session: Urllib3Session | None = None
+        self.client: httpx.Client | None = None
+        if transport == "urllib3":
+            from ._urllib3 import Urllib3Session
+
+            self.session = Urllib3Session(
+                verify=verify, max_connections=self.max_connections, keepalive_expiry=keepalive_expiry
+            )
+        else:
+            # keep every pooled connection alive: with fewer keep-alive than total connections, httpcore 1.0
+            # closes "surplus" idle connections one of which may already be assigned to a queued request
+            # (encode/httpcore#1110), and reconnects cost CPU anyway
+            limits = httpx.Limits(
+                max_connections=self.max_connections,
+                max_keepalive_connections=self.max_connections,
+                keepalive_expiry=keepalive_expiry,
+            )
+            inner = (
+                httpx.HTTPTransport(verify=verify, limits=limits, http2=http2)
+                if isinstance(transport, str)
+                else transport
+            )
+            self.client = httpx.Client(
+                transport=SlotTransport(inner, self.slots, self.queue_timeout),
+                headers=default_headers(),
+                follow_redirects=False,
+            )
         self.closed = False
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.client.close()
+            if self.session is not None:
+                self.session.close()
+            if self.client is not None:
+                self.client.close()
 
     def __enter__(self) -> ConnectionPool:
         return self
@@ -373,8 +406,8 @@ class ConnectionPool:
 
     def __repr__(self) -> str:
         return (
-            f"<ConnectionPool max_connections={self.max_connections} max_in_flight={self.max_in_flight} "
-            f"in_flight={self.slots.busy} waiting={self.slots.waiting}>"
+            f"<ConnectionPool {self.transport_name} max_connections={self.max_connections} "
+            f"max_in_flight={self.max_in_flight} in_flight={self.slots.busy} waiting={self.slots.waiting}>"
         )
 
 
