@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     latency.add_argument("--rounds", type=int, default=6, help="rounds of 'in flight' messages per scenario")
     latency.add_argument("--no-slow", action="store_true", help="skip raw httpx.AsyncClient and pywa_async")
     latency.add_argument(
-        "--slow-max", type=int, default=1000, help="the most in flight for the slow clients (default 1000)"
+        "--slow-max", type=int, default=400, help="the most in flight for the slow clients (default 400)"
     )
     latency.add_argument("--no-http2", action="store_true", help="skip the HTTP/2 vs HTTP/1.1 comparison")
     latency.add_argument("--http2-in-flight", type=int, default=400)

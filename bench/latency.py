@@ -296,14 +296,14 @@ def tls_files() -> Iterator[tuple[str, str, Any]]:
         yield str(cert_pem), str(key_pem), (str(ca_pem), context)
 
 
-def http2_rows(latency: float, in_flight: int, rounds: int) -> list[Row]:
+def http2_rows(latency: float, in_flight: int, rounds: int, cpu: int | None) -> list[Row]:
     try:
         import h2  # noqa: F401
     except ImportError:
         print("  (HTTP/2 not measured: pip install h2)")
         return []
     rows: list[Row] = []
-    with tls_files() as (cert, key, (ca_pem, context)), LatencyGraph(latency, cert=cert, key=key) as graph:
+    with tls_files() as (cert, key, (ca_pem, context)), LatencyGraph(latency, cert=cert, key=key, cpu=cpu) as graph:
         url = graph.url
         print(f"\n== HTTP/2 vs HTTP/1.1 over TLS at {url} ({in_flight} in flight)", flush=True)
         scenarios: list[Callable[[], Row | None]] = [
@@ -376,7 +376,6 @@ def main(args: Any) -> int:
     rounds = args.rounds
     logging.getLogger("sender").setLevel(logging.ERROR)  # the retry warnings are counted, not printed
     started = time.perf_counter()
-    core = pin_to_first_core()
     try:
         import resource
 
@@ -390,6 +389,8 @@ def main(args: Any) -> int:
     base: dict[int, Row] = {}
     with LatencyGraph(latency) as graph:
         url = graph.url
+        core = pin_to_first_core()  # after the stand-in started on the last core
+        server_cpu = graph.cpu
         print(
             f"== sends to the stand-in at {url}, answering after {args.latency:g} ms (server on core {graph.cpu}, "
             f"client on core {core}); {rounds} rounds of 'in flight' messages after one warm-up round",
@@ -427,7 +428,7 @@ def main(args: Any) -> int:
             pace_rows = [unpaced, pr]
     h2_rows: list[Row] = []
     if not args.no_http2:
-        h2_rows = http2_rows(latency, args.http2_in_flight, max(2, rounds // 2))
+        h2_rows = http2_rows(latency, args.http2_in_flight, max(2, rounds // 2), server_cpu)
         h2_base = next((r for r in h2_rows if r.client.startswith("raw aiohttp")), None)
 
     table(rows, base, f"== at {args.latency:g} ms (ratios to raw aiohttp at the same in flight, this run)")

@@ -30,6 +30,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         OutcomeUnknown,
         PermissionDenied,
         PolicyBlocked,
+        QueueTimeout,
         RateLimited,
         RecipientError,
         SendError,
@@ -53,6 +54,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
     )
     from ._models import InvalidTokenReason, IssuedToken, SendResult, TokenInfo
     from ._pacing import Pacer, PacingPolicy
+    from ._pool import DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_TIMEOUT, AsyncConnectionPool, ConnectionPool
     from ._redact import RedactingFilter, install_log_redaction, redact_text, redact_url
     from ._redirect import RedirectTransport
     from ._retry import DEFAULT_RETRY_CODES, NEVER_RETRY_CODES, RetryPolicy
@@ -61,13 +63,17 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
 __all__ = [
     "DEFAULT_API_VERSION",
     "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_QUEUE_TIMEOUT",
     "DEFAULT_RETRY_CODES",
     "NEVER_RETRY_CODES",
     "AppCredentialsError",
+    "AsyncConnectionPool",
     "AsyncGraphTokenClient",
     "AsyncSender",
     "AuthenticationError",
     "ConnectFailed",
+    "ConnectionPool",
     "GraphTokenClient",
     "InvalidRequest",
     "InvalidTokenReason",
@@ -78,6 +84,7 @@ __all__ = [
     "PacingPolicy",
     "PermissionDenied",
     "PolicyBlocked",
+    "QueueTimeout",
     "RateLimited",
     "RecipientError",
     "RedactingFilter",
@@ -131,6 +138,7 @@ _LAZY: dict[str, str] = {
     "OutcomeUnknown": "._exceptions",
     "PermissionDenied": "._exceptions",
     "PolicyBlocked": "._exceptions",
+    "QueueTimeout": "._exceptions",
     "RateLimited": "._exceptions",
     "RecipientError": "._exceptions",
     "SendError": "._exceptions",
@@ -157,6 +165,10 @@ _LAZY: dict[str, str] = {
     "TokenInfo": "._models",
     "Pacer": "._pacing",
     "PacingPolicy": "._pacing",
+    "AsyncConnectionPool": "._pool",
+    "ConnectionPool": "._pool",
+    "DEFAULT_MAX_CONNECTIONS": "._pool",
+    "DEFAULT_QUEUE_TIMEOUT": "._pool",
     "RedactingFilter": "._redact",
     "install_log_redaction": "._redact",
     "redact_text": "._redact",
