@@ -82,7 +82,7 @@ _ID = re.compile(r"^\d{1,32}$")
 _Outcome = Any  # SendResult | bool | SendError
 
 #: the options a shared ``pool=`` replaces (they shape the pool, so they are set on it)
-_POOL_OPTIONS = ("max_connections", "max_in_flight", "ca_bundle", "transport", "http2")
+_POOL_OPTIONS = ("max_connections", "max_in_flight", "ca_bundle", "transport")
 
 
 def _mask_recipient(to: str | None) -> str:
@@ -117,7 +117,6 @@ class _BaseSender:
         max_connections: int | None = None,
         max_in_flight: int | None = None,
         queue_timeout: float | None = DEFAULT_QUEUE_TIMEOUT,
-        http2: bool = False,
         pool: ConnectionPool | AsyncConnectionPool | None = None,
     ) -> None:
         if not isinstance(provider, TokenProvider):
@@ -158,7 +157,7 @@ class _BaseSender:
             given = [
                 name
                 for name, value in zip(
-                    _POOL_OPTIONS, (max_connections, max_in_flight, ca_bundle, transport, http2), strict=True
+                    _POOL_OPTIONS, (max_connections, max_in_flight, ca_bundle, transport), strict=True
                 )
                 if value not in (None, False)
             ]
@@ -167,7 +166,6 @@ class _BaseSender:
         self._pool_options: dict[str, Any] = {
             "ca_bundle": ca_bundle,
             "queue_timeout": queue_timeout,
-            "http2": http2,
             "max_in_flight": max_in_flight,
         }
         if max_connections is not None:
@@ -228,7 +226,6 @@ class _BaseSender:
                 "max_connections": settings.max_connections,
                 "max_in_flight": settings.max_in_flight,
                 "queue_timeout": settings.queue_timeout,
-                "http2": settings.http2,
                 "owns_providers": True,
             }
             if issubclass(cls, AsyncSender):

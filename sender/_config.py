@@ -15,7 +15,6 @@
       max_connections: 400               # the pool: in flight = rate x latency (1,000/s x 0.3 s = 300)
       max_in_flight: 400                 # requests on the wire at once (default and most: max_connections)
       queue_timeout: 60                  # seconds a send waits for a slot, then QueueTimeout (false: no limit)
-      http2: false                       # HTTP/2 over httpx (needs h2); see README's throughput section
 """
 
 from __future__ import annotations
@@ -67,7 +66,6 @@ WHATSAPP_KEYS = [
     "max_connections",
     "max_in_flight",
     "queue_timeout",
-    "http2",
 ]
 _RETRY_KEYS = (
     "max_attempts",
@@ -137,8 +135,6 @@ class SenderSettings:
     max_in_flight: int | None = None
     #: seconds a send waits for an in-flight slot before QueueTimeout (None: no limit)
     queue_timeout: float | None = DEFAULT_QUEUE_TIMEOUT
-    #: HTTP/2 (httpx with h2) instead of HTTP/1.1
-    http2: bool = False
     source: str | None = None
 
 
@@ -292,7 +288,6 @@ def settings_from_config(
     queue_timeout: float | None = None  # false: wait for a slot as long as it takes
     if section.raw("queue_timeout") is not False:
         queue_timeout = section.get_float("queue_timeout", DEFAULT_QUEUE_TIMEOUT, min=0)
-    http2 = section.get_bool("http2", False)
     ca_bundle = section.get_str("ca_bundle", None)
     if ca_bundle is not None and not os.path.isfile(ca_bundle):
         section.fail("ca_bundle", f"no such file: {ca_bundle}")
@@ -310,6 +305,5 @@ def settings_from_config(
         max_connections=max_connections,
         max_in_flight=max_in_flight,
         queue_timeout=queue_timeout,
-        http2=http2,
         source=source,
     )

@@ -327,8 +327,8 @@ class ConnectionPool:
     environment, else httpx's), ``"urllib3"``, ``"httpx"``, or an ``httpx.BaseTransport`` instance (then
     httpx's client runs over it). On urllib3 the senders skip httpx's Request/Response machinery (httpcore's
     sync pool costs milliseconds of CPU per request with hundreds of threads in flight); the rest goes
-    through an ``httpx.Client``. ``ca_bundle``/``verify`` set TLS trust; ``http2=True`` (httpx only) needs the
-    ``h2`` package (``pip install httpx[http2]``).
+    through an ``httpx.Client``. ``ca_bundle``/``verify`` set TLS trust. No HTTP/2: measured through httpx
+    it costs several times the CPU per message of HTTP/1.1 here (README, "Throughput").
     """
 
     def __init__(
@@ -340,7 +340,6 @@ class ConnectionPool:
         ca_bundle: str | None = None,
         verify: ssl.SSLContext | bool | None = None,
         transport: str | httpx.BaseTransport | None = "auto",
-        http2: bool = False,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
     ) -> None:
         self.max_connections, self.max_in_flight, self.queue_timeout = check_pool_sizes(
@@ -353,12 +352,10 @@ class ConnectionPool:
         if isinstance(transport, str):
             if transport not in ("auto", "urllib3", "httpx"):
                 raise ValueError("transport must be 'auto', 'urllib3', 'httpx' or an httpx transport")
-            if transport == "urllib3" and http2:
-                raise ValueError("http2 needs the httpx transport (urllib3 speaks HTTP/1.1 only)")
             if transport == "auto":
                 from ._urllib3 import proxied_environment, urllib3_available
 
-                transport = "urllib3" if urllib3_available() and not http2 and not proxied_environment() else "httpx"
+                transport = "urllib3" if urllib3_available() and not proxied_environment() else "httpx"
         #: "urllib3" (the direct path), "httpx", or the class name of the httpx transport given
         self.transport_name = transport if isinstance(transport, str) else type(transport).__name__
         self.session: Urllib3Session | None = None
@@ -378,11 +375,7 @@ class ConnectionPool:
                 max_keepalive_connections=self.max_connections,
                 keepalive_expiry=keepalive_expiry,
             )
-            inner = (
-                httpx.HTTPTransport(verify=verify, limits=limits, http2=http2)
-                if isinstance(transport, str)
-                else transport
-            )
+            inner = httpx.HTTPTransport(verify=verify, limits=limits) if isinstance(transport, str) else transport
             self.client = httpx.Client(
                 transport=SlotTransport(inner, self.slots, self.queue_timeout),
                 headers=default_headers(),
@@ -417,8 +410,8 @@ class AsyncConnectionPool:
     ``transport``: ``"auto"`` (aiohttp's pool when aiohttp is installed, else httpx's), ``"aiohttp"``,
     ``"httpx"``, or an ``httpx.AsyncBaseTransport`` instance (then httpx's client runs over it). On aiohttp
     the senders skip httpx's Request/Response machinery altogether (the CPU cost per message of raw
-    aiohttp); every other choice goes through an ``httpx.AsyncClient``. ``http2=True`` (httpx only) needs
-    the ``h2`` package. The other options are :class:`ConnectionPool`'s.
+    aiohttp); every other choice goes through an ``httpx.AsyncClient``. The other options are
+    :class:`ConnectionPool`'s.
     """
 
     def __init__(
@@ -430,7 +423,6 @@ class AsyncConnectionPool:
         ca_bundle: str | None = None,
         verify: ssl.SSLContext | bool | None = None,
         transport: str | httpx.AsyncBaseTransport = "auto",
-        http2: bool = False,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
     ) -> None:
         self.max_connections, self.max_in_flight, self.queue_timeout = check_pool_sizes(
@@ -445,9 +437,7 @@ class AsyncConnectionPool:
             if transport == "auto":
                 from ._aiohttp import aiohttp_available
 
-                transport = "aiohttp" if aiohttp_available() and not http2 else "httpx"
-            if transport == "aiohttp" and http2:
-                raise ValueError("http2 needs the httpx transport (aiohttp speaks HTTP/1.1 only)")
+                transport = "aiohttp" if aiohttp_available() else "httpx"
         #: "aiohttp" (the direct path), "httpx", or the class name of the httpx transport given
         self.transport_name = transport if isinstance(transport, str) else _transport_name(transport)
         self.session: AiohttpSession | None = None
@@ -465,7 +455,7 @@ class AsyncConnectionPool:
                 keepalive_expiry=keepalive_expiry,
             )
             inner = (
-                httpx.AsyncHTTPTransport(verify=self._verify, limits=limits, http2=http2)
+                httpx.AsyncHTTPTransport(verify=self._verify, limits=limits)
                 if isinstance(transport, str)
                 else transport
             )
