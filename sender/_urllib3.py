@@ -31,9 +31,15 @@ __all__ = ["Urllib3Session", "proxied_environment", "translate_error", "urllib3_
 
 
 def urllib3_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("urllib3") is not None
+    """urllib3 2.x is installed (1.x lacks the exceptions this module maps). Imports it: it is used next."""
+    try:
+        import urllib3
+    except ImportError:
+        return False
+    try:
+        return int(str(getattr(urllib3, "__version__", "0")).split(".")[0]) >= 2
+    except ValueError:
+        return False
 
 
 def proxied_environment() -> bool:
