@@ -364,7 +364,7 @@ class Sender(_BaseSender):
     # -- the I/O path --------------------------------------------------------------------------------------
     def _post(self, body: dict[str, Any], *, receipt: bool = False) -> _Outcome:
         self._check_open()
-        recipient = self._recipient(body)
+        recipient = self._recipient(body) if self.pacer is not None else None
         started = self._clock()
         attempt = 0
         data: bytes | None = None
@@ -599,7 +599,7 @@ class AsyncSender(_BaseSender):
     # -- the I/O path --------------------------------------------------------------------------------------
     async def _post(self, body: dict[str, Any], *, receipt: bool = False) -> _Outcome:
         self._check_open()
-        recipient = self._recipient(body)
+        recipient = self._recipient(body) if self.pacer is not None else None
         started = self._clock()
         attempt = 0
         data: bytes | None = None
