@@ -258,6 +258,32 @@ def pywa_async(url: str, in_flight: int, rounds: int) -> Row | None:
         loop.close()
 
 
+def pacer_alone(rate: float, tasks: int, messages: int) -> tuple[float, float]:
+    """The pacer without HTTP: ``tasks`` tasks reserve ``messages`` slots and sleep until them, on one event
+    loop. (measured rate, CPU µs per message): what the pacer itself costs and holds on any machine."""
+    loop = asyncio.new_event_loop()
+    pacer = sender.Pacer(sender.PacingPolicy(messages_per_second=rate, max_wait=600))
+    done: list[float] = []
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            wait = pacer.reserve(None)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            done.append(time.perf_counter())
+
+    async def all_workers() -> None:
+        await asyncio.gather(*(worker(messages // tasks) for _ in range(tasks)))
+
+    c0 = time.process_time()
+    loop.run_until_complete(all_workers())
+    cpu = time.process_time() - c0
+    loop.close()
+    done.sort()
+    lo, hi = len(done) // 10, len(done) - 1 - len(done) // 10
+    return (hi - lo) / (done[hi] - done[lo]), cpu / len(done) * 1e6
+
+
 def paced(url: str, in_flight: int, rate: float, messages: int) -> Row:
     """AsyncSender paced at ``rate`` msg/s with room for twice that: the pacer alone sets the rate."""
     loop = asyncio.new_event_loop()
@@ -378,6 +404,8 @@ def main(args: Any) -> int:
     levels = [int(x) for x in str(args.in_flight).split(",") if x.strip()]
     rounds = args.rounds
     logging.getLogger("sender").setLevel(logging.ERROR)  # the retry warnings are counted, not printed
+    logging.getLogger("pywa").setLevel(logging.ERROR)  # "provide your own httpx.Client": we do
+    logging.getLogger("pywa_async").setLevel(logging.ERROR)
     started = time.perf_counter()
     try:
         import resource
@@ -427,13 +455,16 @@ def main(args: Any) -> int:
                     f"  (raw httpx.Client, raw httpx.AsyncClient and pywa_async skipped at {n} in flight: "
                     f"--slow-max {args.slow_max})"
                 )
-        pace_rows: list[Row] = []
+            pace_rows: list[Row] = []
+        alone = (0.0, 0.0)
         if args.pacing:
             print(f"\n== pacing at {args.pacing:g} msg/s (room for more: 400 in flight)", flush=True)
             unpaced = async_sender(url, 400, 3, name="AsyncSender, unpaced")
             show(unpaced)
             pr = paced(url, 400, args.pacing, int(args.pacing * 4))
             show(pr)
+            alone = pacer_alone(args.pacing, 400, int(args.pacing * 3))
+            print(f"  the pacer alone (no HTTP), 400 tasks     {alone[0]:8.1f} msgs/s {alone[1]:8.1f} µs CPU/msg")
             pace_rows = [unpaced, pr]
     h2_rows: list[Row] = []
     if not args.no_http2:
@@ -450,6 +481,11 @@ def main(args: Any) -> int:
             f"middle 80% of {pr.messages} answers), "
             f"CPU {pr.cpu_us:,.0f} µs/msg vs {unpaced.cpu_us:,.0f} unpaced ({pr.cpu_us / unpaced.cpu_us:.2f}x); "
             f"errors {pr.errors}, retries {pr.retries}"
+        )
+        off_alone = (alone[0] - args.pacing) / args.pacing * 100
+        print(
+            f"pacing, the pacer alone (no HTTP; 400 tasks sleeping until their slots): {alone[0]:,.1f} msg/s "
+            f"({off_alone:+.2f}%), {alone[1]:.1f} µs CPU/msg"
         )
     if h2_rows:
         table(h2_rows, {args.http2_in_flight: h2_base} if h2_base else {}, "== HTTP/2 vs HTTP/1.1 over TLS")
