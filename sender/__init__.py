@@ -38,6 +38,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         OutcomeUnknown,
         PermissionDenied,
         PolicyBlocked,
+        QueueTimeout,
         RateLimited,
         RecipientError,
         SendError,
@@ -68,6 +69,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
     )
     from ._models import InvalidTokenReason, IssuedToken, SendResult, TokenInfo
     from ._pacing import Pacer, PacingPolicy
+    from ._pool import DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_TIMEOUT, AsyncConnectionPool, ConnectionPool
     from ._redact import RedactingFilter, install_log_redaction, redact_text, redact_url
     from ._redirect import RedirectTransport
     from ._retry import DEFAULT_RETRY_CODES, NEVER_RETRY_CODES, RetryPolicy
@@ -78,14 +80,18 @@ __all__ = [
     "API_VERSION_END_OF_AVAILABILITY",
     "DEFAULT_API_VERSION",
     "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_QUEUE_TIMEOUT",
     "DEFAULT_RETRY_CODES",
     "NEVER_RETRY_CODES",
     "AppCredentialsError",
+    "AsyncConnectionPool",
     "AsyncGraphTokenClient",
     "AsyncSender",
     "AsyncTenantSender",
     "AuthenticationError",
     "ConnectFailed",
+    "ConnectionPool",
     "GraphTokenClient",
     "InvalidRequest",
     "InvalidTokenReason",
@@ -96,6 +102,7 @@ __all__ = [
     "PacingPolicy",
     "PermissionDenied",
     "PolicyBlocked",
+    "QueueTimeout",
     "RateLimited",
     "RecipientError",
     "RedactingFilter",
@@ -159,6 +166,7 @@ _LAZY: dict[str, str] = {
     "OutcomeUnknown": "._exceptions",
     "PermissionDenied": "._exceptions",
     "PolicyBlocked": "._exceptions",
+    "QueueTimeout": "._exceptions",
     "RateLimited": "._exceptions",
     "RecipientError": "._exceptions",
     "SendError": "._exceptions",
@@ -188,6 +196,10 @@ _LAZY: dict[str, str] = {
     "TokenInfo": "._models",
     "Pacer": "._pacing",
     "PacingPolicy": "._pacing",
+    "AsyncConnectionPool": "._pool",
+    "ConnectionPool": "._pool",
+    "DEFAULT_MAX_CONNECTIONS": "._pool",
+    "DEFAULT_QUEUE_TIMEOUT": "._pool",
     "RedactingFilter": "._redact",
     "install_log_redaction": "._redact",
     "redact_text": "._redact",
