@@ -13,8 +13,10 @@ What holds:
 
 * isolation: a number's sender asks its own tenant's provider, and only it, on every request; a number with
   no tenant raises :class:`tokenstore.UnknownTenant` before any request (no default, no fallback);
-* one pool: every per-number sender borrows the TenantSender's connection pool (one httpx pool, or one aiohttp
-  session for the async twin); closing a per-number sender leaves the pool alone, closing the TenantSender
+* one pool: every per-number sender gets the TenantSender's one :class:`~sender.ConnectionPool` (or
+  :class:`~sender.AsyncConnectionPool` for the async twin) as ``pool=``: the same connections and the same
+  in-flight bound (``max_connections``, ``max_in_flight``, ``queue_timeout``) for every tenant; closing a
+  per-number sender leaves the pool alone, closing the TenantSender
   closes it (and the senders it handed out);
 * a 190 for one tenant invalidates and refetches that tenant's token only; when the store holds no newer
   (working) token, the send raises :class:`~sender.TenantDisconnected` (an ``AuthenticationError`` with
@@ -207,7 +209,7 @@ class TenantAuth(TokenAuth):
 
 
 class TenantBoundSender(Sender):
-    """A :class:`~sender.Sender` bound to one number and its tenant, on a borrowed pool
+    """A :class:`~sender.Sender` bound to one number and its tenant, on the TenantSender's shared pool
     (from :meth:`TenantSender.for_number`)."""
 
     def __init__(self, provider: TokenProvider, *, tenant: str, auth: TenantAuth, **options: Any) -> None:
@@ -220,8 +222,8 @@ class TenantBoundSender(Sender):
 
 
 class AsyncTenantBoundSender(AsyncSender):
-    """An :class:`~sender.AsyncSender` bound to one number and its tenant, on a borrowed pool
-    (from :meth:`AsyncTenantSender.for_number`)."""
+    """An :class:`~sender.AsyncSender` bound to one number and its tenant, on the AsyncTenantSender's shared
+    pool (from :meth:`AsyncTenantSender.for_number`)."""
 
     def __init__(self, provider: TokenProvider, *, tenant: str, auth: TenantAuth, **options: Any) -> None:
         #: the tenant whose token this sender asks for (and only it)
@@ -485,8 +487,10 @@ class TenantSender(_BaseTenantSender[TenantBoundSender]):
 
     ``tenants``: a :class:`tokenstore.TenantProviders` (its ``tenant_for_number`` routes, its ``provider``
     gives each tenant's token). The keyword options are :class:`~sender.Sender`'s, applied to every
-    per-number sender (``transport=`` becomes the shared pool's transport). ``max_senders`` bounds the cache
-    of per-number senders. ``owns_tenants``: :meth:`close` closes ``tenants`` too (``from_config`` sets it).
+    per-number sender; the pool's (``max_connections``, ``max_in_flight``, ``queue_timeout``, ``ca_bundle``,
+    ``transport``, ``sync_transport``) shape the one shared :class:`~sender.ConnectionPool`. ``max_senders``
+    bounds the cache of per-number senders; ``recheck_interval`` is how often a disconnected tenant's store is
+    asked again (seconds). ``owns_tenants``: :meth:`close` closes ``tenants`` too (``from_config`` sets it).
     """
 
     def __init__(self, tenants: TenantProviders, *, sync_transport: str = "auto", **options: Any) -> None:
@@ -554,8 +558,8 @@ class TenantSender(_BaseTenantSender[TenantBoundSender]):
 
 class AsyncTenantSender(_BaseTenantSender[AsyncTenantBoundSender]):
     """The asyncio twin of :class:`TenantSender`: ``for_number`` gives :class:`~sender.AsyncSender` objects
-    sharing one pool (aiohttp's when installed, as for ``AsyncSender``; ``async_transport`` chooses);
-    ``async with`` / :meth:`aclose` closes it."""
+    sharing one :class:`~sender.AsyncConnectionPool` (aiohttp's when installed, as for ``AsyncSender``;
+    ``async_transport`` chooses), on one event loop; ``async with`` / :meth:`aclose` closes it."""
 
     def __init__(self, tenants: TenantProviders, *, async_transport: str = "auto", **options: Any) -> None:
         self._async_transport = async_transport
