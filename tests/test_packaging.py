@@ -205,7 +205,7 @@ def test_plain_import_loads_no_submodule_until_used() -> None:
 
 def test_pyproject_license_is_an_spdx_string_and_examples_have_an_extra() -> None:
     """The TOML-table form of project.license is deprecated (setuptools stops accepting it on 2027-02-18)."""
-    import tomllib
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
     data = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
     assert data["project"]["license"] == "Apache-2.0"
