@@ -13,7 +13,7 @@ import pytest
 from tests.contract import canary
 from tests.rotation.conftest import ENTRA_SECRET, LAMBDA_ARN, azure_section
 from tests.servers.moto import REGION, MotoServer
-from tokenstore import SecretNotFound, Section, WriteNotSupported
+from tokenstore import SecretNotFound, Section, WriteConflict, WriteNotSupported
 from tokenstore.backends.aws import AWSCURRENT, AWSPENDING, AWSPREVIOUS, AwsBackend, StageConflict
 from tokenstore.backends.azure import AzureBackend
 
@@ -43,8 +43,9 @@ def test_stages_put_pending_move_and_remove(moto: MotoServer, aws_env: None) -> 
     assert staged.stages[request] == (AWSPENDING,) and staged.version_with(AWSCURRENT) == current
     assert store.get_token().reveal() == old  # readers of AWSCURRENT do not see it
     assert store.get_token_at(stage=AWSPENDING, version_id=request).reveal() == new
-    with pytest.raises(StageConflict, match="the stages changed meanwhile"):
+    with pytest.raises(WriteConflict, match="the stages changed meanwhile") as conflict:
         store.move_stage(AWSCURRENT, to_version=request, from_version=request)  # AWSCURRENT is not there
+    assert isinstance(conflict.value, StageConflict)
     store.move_stage(AWSCURRENT, to_version=request, from_version=current)
     store.remove_stage(AWSPENDING, from_version=request)
     after = store.describe_versions()

@@ -59,9 +59,9 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 
-class StageConflict(ProviderError):
+class StageConflict(WriteConflict):
     """A version-stage move AWS refused because the stage is not where the caller said it was (the
-    compare-and-set of ``RemoveFromVersionId``): someone else moved it."""
+    compare-and-set of ``RemoveFromVersionId``): someone else moved it. A :class:`~tokenstore.WriteConflict`."""
 
 
 __all__ = ["AWSCURRENT", "AWSPENDING", "AWSPREVIOUS", "AssumeRole", "AwsBackend", "SecretVersions", "StageConflict"]
