@@ -164,7 +164,12 @@ class RotationSettings:
                 f"this handler rotates {backend_name} secrets; nothing was changed"
             )
         backend = tokenstore.provider_from_config(self.data, source=self.source, cache=False)
-        if matches(backend):  # type: ignore[arg-type]
+        try:
+            matched = matches(backend)  # type: ignore[arg-type]
+        except BaseException:
+            backend.close()
+            raise
+        if matched:
             return Target(backend=backend, tenant=None, field="token", close=backend.close)  # type: ignore[arg-type]
         source = backend.source
         backend.close()
