@@ -248,3 +248,13 @@ def test_the_cli_imports_only_public_names() -> None:
                 ):
                     offenders.append(f"{path.name}:{node.lineno}: {name}")
     assert offenders == []
+
+
+def test_the_sandbox_library_refuses_a_non_finite_lifetime() -> None:
+    from sender.sandbox import Sandbox
+
+    sandbox = Sandbox()
+    for value in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValueError, match="finite number of seconds"):
+            sandbox.issue_token(expires_in=value)
+    assert sandbox.issue_token(expires_in=-5)  # an already expired token stays possible (tests need it)
