@@ -332,8 +332,9 @@ def tls_files() -> Iterator[tuple[str, str, Any]]:
 def http2_rows(latency: float, in_flight: int, rounds: int, cpu: int | None) -> list[Row]:
     try:
         import h2  # noqa: F401
-    except ImportError:
-        print("  (HTTP/2 not measured: pip install h2)")
+        import trustme  # noqa: F401
+    except ImportError as exc:
+        print(f"\n  (HTTP/2 not measured: {exc.name} is missing: pip install h2 trustme)")
         return []
     rows: list[Row] = []
     with tls_files() as (cert, key, (ca_pem, context)), LatencyGraph(latency, cert=cert, key=key, cpu=cpu) as graph:
