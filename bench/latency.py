@@ -1,6 +1,6 @@
 """Throughput at Meta's latency: every client against a stand-in that answers after ``--latency`` ms.
 
-    bash bench/run --latency 200                 # the table in README (about 4 minutes)
+    bash bench/run --latency 200                 # the table in README (3-6 minutes)
     python -m bench --latency 200 [--in-flight 200,400,1000] [--rounds 6] [--no-http2] [--no-slow]
 
 The stand-in is Node's http server (bench/latency_server.js) pinned to the last core; this process is pinned
