@@ -27,6 +27,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         SecretNotFound,
         TokenStoreError,
         UnknownTenant,
+        WriteConflict,
         WriteNotSupported,
     )
     from ._factory import cache_policy_from_config, load_provider, provider_from_config
@@ -39,7 +40,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         provider_metrics,
         track_provider,
     )
-    from ._provider import Backend, TokenProvider
+    from ._provider import Backend, TokenProvider, expected_matches
     from ._registry import ENTRY_POINT_GROUP, available_backends, get_backend_class, register_backend
     from ._tenants import TenantProviders, TenantTemplate, check_tenant_key, load_tenants, tenants_from_config
     from ._token import Token, fingerprint_of, mask
@@ -67,6 +68,7 @@ __all__ = [
     "TokenProvider",
     "TokenStoreError",
     "UnknownTenant",
+    "WriteConflict",
     "WriteNotSupported",
     "__version__",
     "auth_stats",
@@ -74,6 +76,7 @@ __all__ = [
     "cache_policy_from_config",
     "check_tenant_key",
     "enable_opentelemetry",
+    "expected_matches",
     "fingerprint_of",
     "get_backend_class",
     "load_config",
@@ -112,6 +115,7 @@ _LAZY: dict[str, str] = {
     "SecretNotFound": "._errors",
     "TokenStoreError": "._errors",
     "UnknownTenant": "._errors",
+    "WriteConflict": "._errors",
     "WriteNotSupported": "._errors",
     "cache_policy_from_config": "._factory",
     "load_provider": "._factory",
@@ -127,6 +131,7 @@ _LAZY: dict[str, str] = {
     "track_provider": "._metrics",
     "Backend": "._provider",
     "TokenProvider": "._provider",
+    "expected_matches": "._provider",
     "ENTRY_POINT_GROUP": "._registry",
     "available_backends": "._registry",
     "get_backend_class": "._registry",

@@ -3,8 +3,7 @@
 A token is one word: the text (or the string under an optional ``key`` of a JSON object), stripped, not empty
 and without whitespace inside. Contents that are clearly not a bare token are refused too, because Graph would
 only answer them with a 190 later: a token in double or single quotes, a ``NAME=value`` line (as in a
-``.env`` file, ``export`` included), and a JSON object holding a token read without ``key`` (a JSON object of
-other data, such as the tenants' numbers map, is left to the code that reads it). Everything else is refused with
+``.env`` file, ``export`` included), and a JSON object read without ``key``. Everything else is refused with
 a :class:`~tokenstore.SecretMalformed` (or a :class:`~tokenstore.SecretNotFound` for a missing key) naming
 ``source``, ``what`` was read and the key, and saying what to do; a message never contains the value. What
 is particular to one store (decoding bytes, checksums, disabled or binary secrets) stays in its backend.
@@ -83,31 +82,39 @@ def not_a_bare_token(value: str, *, what: str = "the secret", key_hint: bool = F
         )
     if _ASSIGNMENT.match(value):
         return f"{what} holds a NAME=value line (as in a .env file), not a bare token: store only the value after the ="
-    if value.startswith("{") and value.endswith("}") and _holds_a_token(value):
+    if value.startswith("{") and value.endswith("}") and not _is_numbers_map(value):
         return f"{what} holds a JSON object, not a bare token: " + (
             "set key: to the field that holds the token" if key_hint else "store only the token itself"
         )
     return None
 
 
-#: field names under which a JSON secret typically holds the token
-_TOKEN_FIELDS = frozenset({"access_token", "token", "whatsapp_token", "value", "secret", "accessToken"})
+_TOKEN_FIELDS = frozenset({"token", "access_token", "accesstoken", "value", "secret", "bearer", "whatsapp_token"})
+_MAP_VALUE = re.compile(r"[^\s]{1,256}")
 
 
-def _holds_a_token(text: str) -> bool:
-    """Whether a ``{...}`` value is a JSON object holding a token (a credential-looking string, or a field named
-    like one), or not JSON at all. A JSON object of other data (e.g. tenants' numbers map) is left to its
-    reader."""
+def _is_numbers_map(value: str) -> bool:
+    """Whether ``value`` looks like a tenants' routing map as ``TenantProviders.add_numbers`` keeps it in a store
+    (compact JSON of tenant keys; the tenants layer checks it in full): read through the same providers, it is
+    not a misplaced token. A token under a field (``{"access_token": "EAA..."}``) is still refused."""
     from ._masking import looks_like_credential
 
     try:
-        data = json.loads(text)
+        data = json.loads(value)
     except ValueError:
-        return True
-    if not isinstance(data, dict):
-        return True
-    return any(k in _TOKEN_FIELDS for k in data) or any(
-        isinstance(v, str) and looks_like_credential(v) for v in data.values()
+        return False
+    return (
+        isinstance(data, dict)
+        and bool(data)
+        and all(
+            isinstance(k, str)
+            and k.lower() not in _TOKEN_FIELDS
+            and isinstance(v, str)
+            and _MAP_VALUE.fullmatch(v) is not None
+            and not v.startswith("EAA")
+            and not looks_like_credential(v)
+            for k, v in data.items()
+        )
     )
 
 
