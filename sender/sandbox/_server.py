@@ -157,6 +157,7 @@ class Sandbox:
             require_appsecret_proof=require_appsecret_proof,
         )
         self.router = Router([*load_routes(routes), *extra_routes])
+        self.state.dispatch = self._handle_batch_item
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -240,6 +241,23 @@ class Sandbox:
             reply = graph_error(1, message="An unknown error occurred (the sandbox route failed)", status=500)
         self.state.record_request(call, route.name, reply, fingerprint)
         return reply, route.name
+
+    def _handle_batch_item(self, call: Call) -> tuple[Reply, str]:
+        """One item of a batch request: answered by its route, not logged as a request of its own."""
+        route, params, known = self.router.resolve(call.method, call.path)
+        if route is None:
+            if known:
+                return graph_error(100, message=f"Unsupported {call.method.lower()} request."), "-"
+            return graph_error(2500, message=f"Unknown path components: {call.path}"), "-"
+        if route.name == "batch":
+            return graph_error(100, message="(#100) a batch item cannot be a batch request"), "-"
+        call.params = params
+        try:
+            return route.handler(call, self.state), route.name
+        except Exception:
+            logger.exception("sandbox route %s failed (in a batch)", route.name)
+            failed = graph_error(1, message="An unknown error occurred (the sandbox route failed)", status=500)
+            return failed, route.name
 
     # -- apps and tokens ------------------------------------------------------------------------------------
     @property
@@ -384,6 +402,12 @@ class Sandbox:
         ``oauth.revoke``, ``system_users.access_tokens``, ``control``; ``-`` for unknown paths)."""
         with self.state.lock:
             return collections.Counter(r.route for r in self.state.requests)
+
+    def batch_item_counts(self) -> collections.Counter[str]:
+        """How many items of batch requests each route answered (``debug_token``...); the batch calls
+        themselves are ``route_counts()["batch"]``."""
+        with self.state.lock:
+            return collections.Counter(self.state.batch_items)
 
     def reset(self) -> None:
         """Forget faults, accepted messages and the request log (tokens stay)."""

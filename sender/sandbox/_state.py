@@ -129,6 +129,10 @@ class SandboxState:
         self.requests: list[RequestRecord] = []
         self.stopping = threading.Event()
         self._seq = 0
+        #: answers one item of a batch request (set by the Sandbox): ``(reply, route name)``
+        self.dispatch: Callable[[Call], tuple[Reply, str]] | None = None
+        #: batch items answered, per route (``POST /{version}/``)
+        self.batch_items: collections.Counter[str] = collections.Counter()
 
     # -- faults ---------------------------------------------------------------------------------------------
     def queue(self, fault: Fault) -> None:
@@ -195,6 +199,7 @@ class SandboxState:
             self.faults.clear()
             self.received.clear()
             self.requests.clear()
+            self.batch_items.clear()
 
     # -- authentication -------------------------------------------------------------------------------------
     def authenticate(self, call: Call, *, allow_app_token: bool = False) -> TokenRecord | AppRecord | Reply:
