@@ -16,6 +16,7 @@ from ._version import __version__
 if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each loads on first use (import cost)
     from ._cache import CachePolicy, CacheStats, CachingProvider
     from ._config import SecretRef, Section, load_config
+    from ._disconnected import DISCONNECTED_PREFIX, Disconnected, disconnected_marker
     from ._errors import (
         AccessDenied,
         BackendNotInstalled,
@@ -41,6 +42,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
     from ._token import Token, fingerprint_of, mask
 
 __all__ = [
+    "DISCONNECTED_PREFIX",
     "ENTRY_POINT_GROUP",
     "AccessDenied",
     "AuthStats",
@@ -51,6 +53,7 @@ __all__ = [
     "CacheStats",
     "CachingProvider",
     "ConfigError",
+    "Disconnected",
     "ProviderError",
     "SecretMalformed",
     "SecretNotFound",
@@ -63,6 +66,7 @@ __all__ = [
     "__version__",
     "auth_stats",
     "available_backends",
+    "disconnected_marker",
     "enable_opentelemetry",
     "fingerprint_of",
     "get_backend_class",
@@ -85,6 +89,9 @@ _LAZY: dict[str, str] = {
     "SecretRef": "._config",
     "Section": "._config",
     "load_config": "._config",
+    "DISCONNECTED_PREFIX": "._disconnected",
+    "Disconnected": "._disconnected",
+    "disconnected_marker": "._disconnected",
     "AccessDenied": "._errors",
     "BackendNotInstalled": "._errors",
     "BackendUnavailable": "._errors",

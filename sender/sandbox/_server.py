@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 from tokenstore._config import is_loopback_host
 
 from ._clock import Clock, ManualClock, SystemClock
+from ._events import uninstall as uninstall_waba
 from ._graph import Call, Reply, graph_error
 from ._state import Fault, ReceivedMessage, RequestRecord, SandboxState
 from ._tokens import DEFAULT_SCOPES, SIXTY_DAYS, TokenRecord
@@ -402,6 +403,24 @@ class Sandbox:
         ``oauth.revoke``, ``system_users.access_tokens``, ``control``; ``-`` for unknown paths)."""
         with self.state.lock:
             return collections.Counter(r.route for r in self.state.requests)
+
+    # -- customers leaving ------------------------------------------------------------------------------------
+    def uninstall(self, waba_id: str | None = None) -> dict[str, Any]:
+        """The customer of ``waba_id`` (default: the sandbox's WABA) removes the app: its tokens die now
+        (190/458) and an ``account_update`` ``PARTNER_APP_UNINSTALLED`` payload is produced and returned."""
+        _, event = uninstall_waba(self.state, waba_id or self.waba_id)
+        return event
+
+    def add_event_hook(self, hook: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``hook(payload)`` with every webhook payload the sandbox produces (e.g. to deliver it)."""
+        with self.state.lock:
+            self.state.event_hooks.append(hook)
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Webhook payloads produced so far, in order."""
+        with self.state.lock:
+            return list(self.state.events)
 
     def batch_item_counts(self) -> collections.Counter[str]:
         """How many items of batch requests each route answered (``debug_token``...); the batch calls

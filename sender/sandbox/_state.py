@@ -131,6 +131,9 @@ class SandboxState:
         self._seq = 0
         #: answers one item of a batch request (set by the Sandbox): ``(reply, route name)``
         self.dispatch: Callable[[Call], tuple[Reply, str]] | None = None
+        #: webhook payloads produced (an uninstall's ``account_update``...), and the hooks that receive them
+        self.events: list[dict[str, Any]] = []
+        self.event_hooks: list[Callable[[dict[str, Any]], None]] = []
         #: batch items answered, per route (``POST /{version}/``)
         self.batch_items: collections.Counter[str] = collections.Counter()
 
@@ -226,6 +229,8 @@ class SandboxState:
                 subcode=460,
                 message="Error validating access token: The session was invalidated explicitly using an API call.",
             )
+        if status == "uninstalled":
+            return graph_error(190, subcode=458)
         problem = self.check_appsecret_proof(call, record)
         if problem is not None:
             return problem

@@ -70,14 +70,18 @@ class TokenRecord:
     expires_at: int = 0
     data_access_expires_at: int = 0
     revoked_at: int | None = None
+    #: when the customer business uninstalled the app (its tokens die with Graph's 190/458)
+    uninstalled_at: int | None = None
     #: the fingerprint of the token this one was exchanged from (a refresh or rotation)
     parent: str | None = None
     label: str | None = None
 
     def status(self, now: float) -> str:
-        """``valid``, ``expired`` or ``revoked`` at time ``now``."""
+        """``valid``, ``expired``, ``revoked`` or ``uninstalled`` at time ``now``."""
         if self.revoked_at is not None and now >= self.revoked_at:
             return "revoked"
+        if self.uninstalled_at is not None and now >= self.uninstalled_at:
+            return "uninstalled"
         if self.expires_at and now >= self.expires_at:
             return "expired"
         return "valid"

@@ -73,29 +73,11 @@ def _days(delta: dt.timedelta) -> str:
 def assess(
     info: TokenInfo, *, app_id: str | None, warn_days: float = 7, now: dt.datetime | None = None
 ) -> tuple[list[str], list[str]]:
-    """``(problems, warnings)`` about a token as debug_token describes it."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    problems: list[str] = []
-    warnings: list[str] = []
-    if not info.is_valid:
-        if info.expires_at is not None and info.is_expired(now):
-            problems.append(
-                f"the token expired at {info.expires_at.isoformat(timespec='seconds')}: it can no longer be "
-                "refreshed; generate a new one and put it in with tokenstore rotate"
-            )
-        else:
-            problems.append(f"the token is not valid: {info.error or 'Graph says it is not valid'}")
-    if app_id and info.app_id and info.app_id != app_id:
-        problems.append(f"the token belongs to app {info.app_id}, not the configured whatsapp.app_id {app_id}")
-    if info.is_valid and MESSAGING_SCOPE not in info.scopes:
-        problems.append(f"the token lacks the {MESSAGING_SCOPE} permission: it cannot send messages")
-    left = info.expires_in(now)
-    if info.is_valid and left is not None and left <= dt.timedelta(days=warn_days):
-        advice = "tokenstore refresh" if info.type == "SYSTEM_USER" else "tokenstore rotate"
-        warnings.append(f"the token expires in {_days(left)}: refresh or rotate it ({advice})")
-    if info.is_valid and info.type == "USER":
-        warnings.append("a USER token (the dashboard's temporary tokens last under 24 hours): use a system user token")
-    return problems, warnings
+    """``(problems, warnings)`` about a token as debug_token describes it (``sender.assess_token``: the one
+    verdict shared with ``check --all`` and library users)."""
+    from sender import assess_token
+
+    return assess_token(info, app_id=app_id, warn_days=warn_days, now=now)
 
 
 def _when(value: dt.datetime | None, *, never: str = "never") -> str:

@@ -1,0 +1,451 @@
+"""The fleet: every tenant's token, checked in Graph batches, and tenants whose customer left.
+
+* :func:`check_tenants` reads every tenant's token from the store (``TenantProviders.tenants()``, a bounded
+  number of reads at once) and inspects them with Graph batch calls (:meth:`GraphTokenClient.inspect_many`:
+  50 per call, so 10,000 tenants take 200 calls): one :class:`TenantCheck` per tenant and a summary whose
+  exit code is the worst. ``tokenstore check --all`` prints it.
+* A tenant is **disconnected** when Graph calls its token invalid and the store holds no newer one (it is
+  read again to be sure), or when its store entry holds the disconnected marker
+  (:class:`tokenstore.Disconnected`): :func:`mark_disconnected` writes it when the customer uninstalled the
+  app (:func:`handle_account_update` takes the ``account_update`` webhook event), in place of the dead
+  token, so every replica sees it and a new onboarding (a ``put_token``) clears it.
+
+Statuses and exit codes (``tokenstore`` CLI codes): ``ok`` 0, ``warning`` 5 (expires within ``warn_days``,
+a USER token), ``problem`` 1 (another app's token, no messaging permission), ``disconnected`` 1, ``error``
+3 (the store failed) or 4 (Graph failed). The worst, in the order 0 < 5 < 1 < 4 < 3, is the summary's.
+Nothing here returns, logs or raises a token value: results carry fingerprints.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from tokenstore import Disconnected, Token, TokenStoreError, disconnected_marker
+
+from ._batch import DEFAULT_BATCH_CONCURRENCY, MAX_BATCH
+from ._exceptions import SendError
+from ._lifecycle import GraphTokenClient
+from ._models import WHATSAPP_MESSAGING_SCOPE, TokenInfo
+
+__all__ = [
+    "DisconnectOutcome",
+    "FleetCheck",
+    "TenantCheck",
+    "TenantStatus",
+    "TenantStore",
+    "account_update_of",
+    "assess_token",
+    "check_tenants",
+    "disconnect_reason",
+    "handle_account_update",
+    "mark_disconnected",
+    "worst_exit_code",
+]
+
+logger = logging.getLogger("sender.fleet")
+
+TenantStatus = Literal["ok", "warning", "problem", "disconnected", "error"]
+
+EXIT_OK, EXIT_PROBLEM, EXIT_BACKEND, EXIT_API, EXIT_WARNING = 0, 1, 3, 4, 5
+#: severity of each exit code, for "the worst": ok < warning < problem < Graph error < store error
+_RANK = {EXIT_OK: 0, EXIT_WARNING: 1, EXIT_PROBLEM: 2, EXIT_API: 3, EXIT_BACKEND: 4}
+_STATUSES: tuple[TenantStatus, ...] = ("ok", "warning", "problem", "disconnected", "error")
+#: store reads in flight at once, by default
+DEFAULT_READ_CONCURRENCY = 16
+
+UNINSTALLED = "PARTNER_APP_UNINSTALLED"
+
+
+class TenantStore(Protocol):
+    """What the fleet functions need of :class:`tokenstore.TenantProviders`."""
+
+    def tenants(self) -> Iterable[str]: ...
+
+    def get_token(self, tenant: str) -> Token: ...
+
+    def put_token(self, tenant: str, value: str) -> str | None: ...
+
+    def invalidate(self, tenant: str, token: Token | None = None) -> None: ...
+
+
+def worst_exit_code(codes: Iterable[int]) -> int:
+    """The worst of ``codes`` (0 < 5 < 1 < 4 < 3; unknown codes count as worst); 0 for none."""
+    return max(codes, key=lambda c: _RANK.get(c, 99), default=EXIT_OK)
+
+
+def _days(delta: dt.timedelta) -> str:
+    hours = max(0.0, delta.total_seconds() / 3600)
+    return f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def assess_token(
+    info: TokenInfo, *, app_id: str | None, warn_days: float = 7, now: dt.datetime | None = None
+) -> tuple[list[str], list[str]]:
+    """``(problems, warnings)`` about a token as debug_token describes it (``tokenstore check``'s verdict)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    problems: list[str] = []
+    warnings: list[str] = []
+    if not info.is_valid:
+        if info.expires_at is not None and info.is_expired(now):
+            problems.append(
+                f"the token expired at {info.expires_at.isoformat(timespec='seconds')}: it can no longer be "
+                "refreshed; generate a new one and put it in with tokenstore rotate"
+            )
+        else:
+            problems.append(f"the token is not valid: {info.error or 'Graph says it is not valid'}")
+    if app_id and info.app_id and info.app_id != app_id:
+        problems.append(f"the token belongs to app {info.app_id}, not the configured whatsapp.app_id {app_id}")
+    if info.is_valid and WHATSAPP_MESSAGING_SCOPE not in info.scopes:
+        problems.append(f"the token lacks the {WHATSAPP_MESSAGING_SCOPE} permission: it cannot send messages")
+    left = info.expires_in(now)
+    if info.is_valid and left is not None and left <= dt.timedelta(days=warn_days):
+        advice = "tokenstore refresh" if info.type == "SYSTEM_USER" else "tokenstore rotate"
+        warnings.append(f"the token expires in {_days(left)}: refresh or rotate it ({advice})")
+    if info.is_valid and info.type == "USER":
+        warnings.append("a USER token (the dashboard's temporary tokens last under 24 hours): use a system user token")
+    return problems, warnings
+
+
+def disconnect_reason(info: TokenInfo) -> str:
+    """The marker reason for a token Graph calls invalid: ``TOKEN_EXPIRED`` (463), ``TOKEN_REVOKED`` (460),
+    ``PARTNER_APP_UNINSTALLED`` (458: the app is no longer installed), else ``TOKEN_INVALID``."""
+    subcode = info.error_subcode
+    if subcode == 463 or (info.expires_at is not None and info.is_expired()):
+        return "TOKEN_EXPIRED"
+    return {460: "TOKEN_REVOKED", 458: UNINSTALLED}.get(subcode or 0, "TOKEN_INVALID")
+
+
+@dataclass(frozen=True)
+class TenantCheck:
+    """One tenant's verdict. ``fingerprint`` identifies the token checked; no value is kept."""
+
+    tenant: str
+    status: TenantStatus
+    exit_code: int
+    info: TokenInfo | None = None
+    fingerprint: str | None = None
+    source: str | None = None
+    version: str | None = None
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    #: why the check could not be made (store or Graph failure), for status ``error``
+    error: str | None = None
+    #: why the tenant is disconnected (the stored marker, or what Graph said about the token)
+    disconnected: Disconnected | None = None
+    now: dt.datetime | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """One JSON line of ``tokenstore check --all --json`` (no secret in it)."""
+        info = self.info
+        left = info.expires_in(self.now) if info is not None else None
+        return {
+            "tenant": self.tenant,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "valid": None if info is None else info.is_valid,
+            "type": None if info is None else info.type,
+            "app_id": None if info is None else info.app_id,
+            "scopes": [] if info is None else list(info.scopes),
+            WHATSAPP_MESSAGING_SCOPE: None if info is None else WHATSAPP_MESSAGING_SCOPE in info.scopes,
+            "waba_ids": [] if info is None else list(info.waba_ids),
+            "expires_at": None if info is None or info.expires_at is None else info.expires_at.isoformat(),
+            "never_expires": None if info is None else info.never_expires,
+            "expires_in_days": None if left is None else round(left.total_seconds() / 86400, 3),
+            "fingerprint": self.fingerprint,
+            "source": self.source,
+            "version": self.version,
+            "problems": list(self.problems),
+            "warnings": list(self.warnings),
+            "error": self.error,
+            "disconnected": None if self.disconnected is None else self.disconnected.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class FleetCheck:
+    """Every tenant's :class:`TenantCheck` (sorted by tenant) and the summary."""
+
+    tenants: tuple[TenantCheck, ...]
+    #: Graph calls made (batch calls, plus single inspections of tokens that changed while checking)
+    graph_calls: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        return worst_exit_code(t.exit_code for t in self.tenants)
+
+    def count(self, status: TenantStatus) -> int:
+        return sum(1 for t in self.tenants if t.status == status)
+
+    @property
+    def disconnected(self) -> list[str]:
+        return [t.tenant for t in self.tenants if t.status == "disconnected"]
+
+    def summary(self) -> dict[str, Any]:
+        """The last JSON line of ``tokenstore check --all --json``."""
+        code = self.exit_code
+        worst = "ok"
+        for check in self.tenants:
+            if check.exit_code == code:
+                worst = check.status
+                break
+        return {
+            "summary": True,
+            "status": worst,
+            "exit_code": code,
+            "tenants": len(self.tenants),
+            **{status: self.count(status) for status in _STATUSES},
+            "graph_calls": self.graph_calls,
+        }
+
+
+def _read_fresh(tenants: TenantStore, tenant: str) -> Token:
+    tenants.invalidate(tenant)
+    return tenants.get_token(tenant)
+
+
+def read_tokens(
+    tenants: TenantStore, keys: Sequence[str], *, concurrency: int = DEFAULT_READ_CONCURRENCY
+) -> list[Token | TokenStoreError]:
+    """Each tenant's token read from the store now (a bounded number of reads in flight), or the store's
+    error for that tenant."""
+
+    def read(tenant: str) -> Token | TokenStoreError:
+        try:
+            return _read_fresh(tenants, tenant)
+        except TokenStoreError as exc:
+            return exc
+
+    if len(keys) <= 1 or concurrency <= 1:
+        return [read(k) for k in keys]
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(keys)), thread_name_prefix="tenant-read") as pool:
+        return list(pool.map(read, keys))
+
+
+def _verdict(
+    tenant: str, token: Token, info: TokenInfo, *, app_id: str, warn_days: float, now: dt.datetime
+) -> TenantCheck:
+    common: dict[str, Any] = {
+        "info": info,
+        "fingerprint": token.fingerprint,
+        "source": token.source,
+        "version": token.version,
+        "now": now,
+    }
+    problems, warnings = assess_token(info, app_id=app_id, warn_days=warn_days, now=now)
+    if not info.is_valid:
+        seen = info.expires_at if info.expires_at is not None and info.is_expired(now) else now
+        reason = Disconnected(reason=disconnect_reason(info), at=int(seen.timestamp()))
+        return TenantCheck(
+            tenant, "disconnected", EXIT_PROBLEM, problems=tuple(problems), disconnected=reason, **common
+        )
+    if problems:
+        return TenantCheck(
+            tenant, "problem", EXIT_PROBLEM, problems=tuple(problems), warnings=tuple(warnings), **common
+        )
+    if warnings:
+        return TenantCheck(tenant, "warning", EXIT_WARNING, warnings=tuple(warnings), **common)
+    return TenantCheck(tenant, "ok", EXIT_OK, **common)
+
+
+def _failed(tenant: str, error: BaseException, token: Token | None, now: dt.datetime) -> TenantCheck:
+    code = EXIT_API if isinstance(error, SendError) else EXIT_BACKEND
+    return TenantCheck(
+        tenant,
+        "error",
+        code,
+        fingerprint=None if token is None else token.fingerprint,
+        source=None if token is None else token.source,
+        error=f"{type(error).__name__}: {error}",
+        now=now,
+    )
+
+
+def _marked(tenant: str, token: Token, marker: Disconnected, now: dt.datetime) -> TenantCheck:
+    return TenantCheck(
+        tenant,
+        "disconnected",
+        EXIT_PROBLEM,
+        source=token.source,
+        version=token.version,
+        problems=(
+            f"the customer is disconnected ({marker.reason} since {marker.since.isoformat()}): ask them to "
+            "reconnect (onboard again)",
+        ),
+        disconnected=marker,
+        now=now,
+    )
+
+
+def check_tenants(
+    tenants: TenantStore,
+    graph: GraphTokenClient,
+    *,
+    keys: Iterable[str] | None = None,
+    warn_days: float = 7,
+    batch_size: int = MAX_BATCH,
+    concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+    read_concurrency: int = DEFAULT_READ_CONCURRENCY,
+    now: dt.datetime | None = None,
+) -> FleetCheck:
+    """Check every tenant's token (``keys``, default ``tenants.tenants()``): read it from the store, inspect
+    it in Graph batch calls (``batch_size`` per call, ``concurrency`` calls in flight), judge it like
+    ``tokenstore check``. A token Graph calls invalid is read again: a newer one in the store is inspected
+    instead (a refresh raced the check); none is ``disconnected``. One tenant's failure (store or Graph) is
+    that tenant's ``error``, never the others'. Raises only when the tenants cannot be listed or the app
+    secret cannot be read."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    names = sorted(set(tenants.tenants() if keys is None else keys))
+    read = read_tokens(tenants, names, concurrency=read_concurrency)
+    results: dict[str, TenantCheck] = {}
+    to_inspect: list[tuple[str, Token]] = []
+    for tenant, got in zip(names, read, strict=True):
+        if isinstance(got, TokenStoreError):
+            results[tenant] = _failed(tenant, got, None, now)
+            continue
+        marker = disconnected_marker(got)
+        if marker is not None:
+            results[tenant] = _marked(tenant, got, marker, now)
+        else:
+            to_inspect.append((tenant, got))
+    outcomes = graph.inspect_many([t for _, t in to_inspect], batch_size=batch_size, concurrency=concurrency)
+    calls = math.ceil(len(to_inspect) / batch_size)
+    for (tenant, token), outcome in zip(to_inspect, outcomes, strict=True):
+        if not isinstance(outcome, TokenInfo):
+            results[tenant] = _failed(tenant, outcome, token, now)
+            continue
+        if not outcome.is_valid:
+            # the store may hold a newer token by now (a refresh ran meanwhile): judge that one instead
+            try:
+                again = _read_fresh(tenants, tenant)
+            except TokenStoreError as exc:
+                results[tenant] = _failed(tenant, exc, token, now)
+                continue
+            if again.reveal() != token.reveal():
+                marker = disconnected_marker(again)
+                if marker is not None:
+                    results[tenant] = _marked(tenant, again, marker, now)
+                    continue
+                token = again
+                calls += 1
+                try:
+                    outcome = graph.inspect(again)
+                except (SendError, TokenStoreError, ValueError) as exc:
+                    results[tenant] = _failed(tenant, exc, again, now)
+                    continue
+        results[tenant] = _verdict(tenant, token, outcome, app_id=graph.app_id, warn_days=warn_days, now=now)
+    checks = tuple(results[name] for name in names)
+    for check in checks:
+        if check.status == "disconnected":
+            logger.warning(
+                "tenant %s is disconnected (%s)", check.tenant, check.disconnected and check.disconnected.reason
+            )
+    return FleetCheck(tenants=checks, graph_calls=calls)
+
+
+# -- customers who left -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DisconnectOutcome:
+    """What :func:`mark_disconnected` did: ``marked`` (the marker was written), or why not (``reason``)."""
+
+    tenant: str
+    marked: bool
+    #: ``"marked"``, ``"already disconnected"``, ``"token still valid"`` (a stale event: not marked)
+    detail: str
+    marker: Disconnected | None = None
+    #: the fingerprint of the dead token the marker replaced
+    replaced: str | None = None
+
+
+def mark_disconnected(
+    tenants: TenantStore,
+    tenant: str,
+    *,
+    graph: GraphTokenClient | None,
+    reason: str = UNINSTALLED,
+    at: float | None = None,
+) -> DisconnectOutcome:
+    """Record that ``tenant``'s customer is gone: the disconnected marker replaces its token in the store.
+
+    With ``graph``, the stored token is inspected first and a token Graph still calls valid is left alone
+    (``marked`` False, ``detail`` "token still valid"): an uninstall event that arrives after the customer
+    reinstalled and onboarded again must not disconnect them. Without it (``graph=None``) the marker is
+    written unconditionally. Idempotent. Raises the store's errors (``WriteNotSupported`` for a read-only
+    store; ``UnknownTenant`` for a tenant the store does not hold)."""
+    marker = Disconnected.now(reason, clock=at)
+    current = _read_fresh(tenants, tenant)
+    existing = disconnected_marker(current)
+    if existing is not None:
+        return DisconnectOutcome(tenant, False, "already disconnected", marker=existing)
+    if graph is not None:
+        info = graph.inspect(current)
+        if info.is_valid:
+            logger.warning(
+                "tenant %s: not marked disconnected (%s): its token %s is still valid (a stale event?)",
+                tenant,
+                reason,
+                current.fingerprint,
+            )
+            return DisconnectOutcome(tenant, False, "token still valid")
+    tenants.put_token(tenant, marker.value)
+    tenants.invalidate(tenant)
+    logger.warning("tenant %s marked disconnected (%s); token %s replaced", tenant, reason, current.fingerprint)
+    return DisconnectOutcome(tenant, True, "marked", marker=marker, replaced=current.fingerprint)
+
+
+def _field(event: Any, name: str) -> Any:
+    if isinstance(event, Mapping):
+        return event.get(name)
+    return getattr(event, name, None)
+
+
+def account_update_of(event: Any) -> tuple[str | None, str | None]:
+    """``(event name, WABA id)`` of an ``account_update`` event: a typed event with ``event`` and
+    ``waba_id`` attributes, the change's ``value`` mapping, or a whole webhook payload (its first
+    ``account_update`` change)."""
+    if isinstance(event, Mapping) and isinstance(event.get("entry"), list):
+        for entry in event["entry"]:
+            if not isinstance(entry, Mapping):
+                continue
+            for change in entry.get("changes") or ():
+                if isinstance(change, Mapping) and change.get("field") == "account_update":
+                    value = change.get("value")
+                    if isinstance(value, Mapping):
+                        name, waba = account_update_of(value)
+                        entry_id = entry.get("id")
+                        return name, waba or (str(entry_id) if entry_id is not None else None)
+        return None, None
+    name = _field(event, "event")
+    waba = _field(event, "waba_id")
+    info = _field(event, "waba_info")
+    if waba is None and info is not None:
+        waba = _field(info, "waba_id")
+    return (name if isinstance(name, str) else None), (str(waba) if waba is not None else None)
+
+
+def handle_account_update(
+    tenants: TenantStore,
+    event: Any,
+    *,
+    graph: GraphTokenClient | None,
+    tenant_for_waba: Callable[[str], str] | None = None,
+    at: float | None = None,
+) -> DisconnectOutcome | None:
+    """Act on an ``account_update`` webhook event: ``PARTNER_APP_UNINSTALLED`` marks the WABA's tenant
+    disconnected (:func:`mark_disconnected`; the tenant key is the WABA id unless ``tenant_for_waba`` maps
+    it). Other events return None. ``event``: a typed event (``.event``, ``.waba_id``), the change's
+    ``value`` mapping, or the whole webhook payload."""
+    name, waba = account_update_of(event)
+    if name != UNINSTALLED:
+        return None
+    if not waba:
+        raise ValueError("the account_update event names no WABA (entry id or value.waba_info.waba_id)")
+    tenant = tenant_for_waba(waba) if tenant_for_waba is not None else waba
+    return mark_disconnected(tenants, tenant, graph=graph, reason=UNINSTALLED, at=at)
