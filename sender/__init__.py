@@ -21,7 +21,7 @@ from ._version import __version__
 if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each loads on first use (import cost)
     from ._auth import TokenAuth, appsecret_proof
     from ._client import AsyncSender, Sender
-    from ._config import DEFAULT_API_VERSION, DEFAULT_BASE_URL, SenderSettings, settings_from_config
+    from ._config import DEFAULT_API_VERSION, DEFAULT_BASE_URL, SenderSettings, read_config, settings_from_config
     from ._exceptions import (
         AuthenticationError,
         ConnectFailed,
@@ -48,7 +48,13 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         mark_disconnected,
         worst_exit_code,
     )
-    from ._lifecycle import AppCredentialsError, AsyncGraphTokenClient, GraphTokenClient
+    from ._lifecycle import (
+        AppCredentialsError,
+        AsyncGraphTokenClient,
+        GraphTokenClient,
+        app_secret_provider_from_config,
+        graph_client_from_config,
+    )
     from ._messages import (
         button_message,
         check_message,
@@ -108,6 +114,7 @@ __all__ = [
     "__version__",
     "account_update_of",
     "adebug_token",
+    "app_secret_provider_from_config",
     "appsecret_proof",
     "assess_token",
     "button_message",
@@ -116,6 +123,7 @@ __all__ = [
     "contacts_message",
     "debug_token",
     "error_class_for",
+    "graph_client_from_config",
     "handle_account_update",
     "install_log_redaction",
     "interactive_message",
@@ -124,6 +132,7 @@ __all__ = [
     "mark_disconnected",
     "media_message",
     "reaction_message",
+    "read_config",
     "read_receipt",
     "redact_text",
     "redact_url",
@@ -143,6 +152,7 @@ _LAZY: dict[str, str] = {
     "DEFAULT_API_VERSION": "._config",
     "DEFAULT_BASE_URL": "._config",
     "SenderSettings": "._config",
+    "read_config": "._config",
     "settings_from_config": "._config",
     "AuthenticationError": "._exceptions",
     "ConnectFailed": "._exceptions",
@@ -169,6 +179,8 @@ _LAZY: dict[str, str] = {
     "AppCredentialsError": "._lifecycle",
     "AsyncGraphTokenClient": "._lifecycle",
     "GraphTokenClient": "._lifecycle",
+    "app_secret_provider_from_config": "._lifecycle",
+    "graph_client_from_config": "._lifecycle",
     "button_message": "._messages",
     "check_message": "._messages",
     "contacts_message": "._messages",

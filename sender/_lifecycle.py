@@ -74,6 +74,7 @@ __all__ = [
     "AsyncGraphTokenClient",
     "GraphTokenClient",
     "app_secret_provider_from_config",
+    "graph_client_from_config",
 ]
 
 #: the permissions :meth:`GraphTokenClient.generate` asks for unless told otherwise
@@ -449,6 +450,33 @@ def app_secret_provider_from_config(
             field="app_secret",
         )
     return provider_from_config(config, section="app_secret", source=settings.source, cache=cache)
+
+
+def graph_client_from_config(
+    config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    settings: SenderSettings | None = None,
+    *,
+    purpose: str = "Graph token calls",
+    cache: bool = True,
+    **overrides: Any,
+) -> GraphTokenClient:
+    """A :class:`GraphTokenClient` for the configured app: ``whatsapp.app_id``, ``base_url``,
+    ``api_version``, ``timeout``, ``ca_bundle`` and the provider of the ``app_secret:`` section (closed with the
+    client; ``cache=False`` reads the secret on every call). ``config`` is a path (or None:
+    ``$TOKENSTORE_CONFIG``, then ``./tokenstore.yaml``) or an already loaded mapping; ``settings`` the
+    validated ``whatsapp:`` section when the caller has it (its ``source`` then names the file in errors).
+    ConfigError naming ``whatsapp.app_id`` or ``app_secret`` (and ``purpose``) when one is missing. No
+    network I/O here."""
+    data, source = read_config(config)
+    if settings is None:
+        settings = settings_from_config(data, source=source, require_phone_number_id=False)
+    secret = app_secret_provider_from_config(data, settings, purpose=purpose, cache=cache)
+    assert settings.app_id is not None
+    try:
+        return GraphTokenClient(settings.app_id, secret, **_options(settings, overrides))
+    except BaseException:
+        secret.close()
+        raise
 
 
 def _settings(

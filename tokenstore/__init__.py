@@ -28,7 +28,8 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         TokenStoreError,
         WriteNotSupported,
     )
-    from ._factory import load_provider, provider_from_config
+    from ._factory import cache_policy_from_config, load_provider, provider_from_config
+    from ._masking import looks_like_credential, mask_credentials, masked
     from ._metrics import (
         AuthStats,
         auth_stats,
@@ -66,13 +67,17 @@ __all__ = [
     "__version__",
     "auth_stats",
     "available_backends",
+    "cache_policy_from_config",
     "disconnected_marker",
     "enable_opentelemetry",
     "fingerprint_of",
     "get_backend_class",
     "load_config",
     "load_provider",
+    "looks_like_credential",
     "mask",
+    "mask_credentials",
+    "masked",
     "metrics_snapshot",
     "provider_from_config",
     "provider_metrics",
@@ -101,8 +106,12 @@ _LAZY: dict[str, str] = {
     "SecretNotFound": "._errors",
     "TokenStoreError": "._errors",
     "WriteNotSupported": "._errors",
+    "cache_policy_from_config": "._factory",
     "load_provider": "._factory",
     "provider_from_config": "._factory",
+    "looks_like_credential": "._masking",
+    "mask_credentials": "._masking",
+    "masked": "._masking",
     "AuthStats": "._metrics",
     "auth_stats": "._metrics",
     "enable_opentelemetry": "._metrics",

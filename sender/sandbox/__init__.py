@@ -22,6 +22,7 @@ New endpoints go in their own module under ``sender.sandbox.routes``.
 
 from __future__ import annotations
 
+from ._cli import check_serve_options, serve
 from ._clock import Clock, ManualClock, SystemClock
 from ._graph import ERRORS, Call, Reply, graph_error
 from ._server import DEFAULT_PHONE_NUMBER_ID, DEFAULT_TEMPLATES, Sandbox
@@ -50,6 +51,8 @@ __all__ = [
     "SystemClock",
     "TokenRecord",
     "TokenRegistry",
+    "check_serve_options",
     "graph_error",
+    "serve",
     "versioned",
 ]

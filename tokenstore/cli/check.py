@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,17 +18,15 @@ from ._common import (
     EXIT_PROBLEM,
     EXIT_WARNING,
     add_config_option,
-    error,
-    exit_code_for,
-    guarded,
-    print_kv,
+    add_json_option,
+    command,
+    emit,
+    non_negative,
 )
 
 if TYPE_CHECKING:
-    from sender import GraphTokenClient, TokenInfo
-    from sender._config import SenderSettings
-
-    from .._token import Token
+    from sender import GraphTokenClient, SenderSettings, TokenInfo
+    from tokenstore import Token
 
 HELP = "check the stored token with Graph's debug_token: validity, type, scopes, WABAs, expiry (never prints it)"
 MESSAGING_SCOPE = "whatsapp_business_messaging"
@@ -56,13 +52,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_config_option(parser)
     parser.add_argument(
         "--warn-days",
-        type=float,
+        type=non_negative("days"),
         default=7,
         metavar="N",
         help="warn (exit 5) when the token expires within N days (default 7)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object (for monitoring) instead of text")
-    parser.set_defaults(func=guarded(run))
+    add_json_option(parser, help="print one JSON object (for monitoring) instead of text")
+    parser.set_defaults(func=command(run))
 
 
 def _days(delta: dt.timedelta) -> str:
@@ -132,24 +128,9 @@ def describe_json(info: TokenInfo, token: Token | None = None, *, now: dt.dateti
 def graph_client(config: Mapping[str, Any], settings: SenderSettings, *, purpose: str) -> GraphTokenClient:
     """A :class:`sender.GraphTokenClient` for the configured app (the app secret read without a cache);
     ConfigError naming ``whatsapp.app_id`` or ``app_secret`` when missing."""
-    from sender import GraphTokenClient
-    from sender._lifecycle import app_secret_provider_from_config
+    from sender import graph_client_from_config
 
-    secret = app_secret_provider_from_config(config, settings, purpose=purpose, cache=False)
-    assert settings.app_id is not None
-    try:
-        return GraphTokenClient(
-            settings.app_id,
-            secret,
-            base_url=settings.base_url,
-            api_version=settings.api_version,
-            timeout=settings.timeout,
-            ca_bundle=settings.ca_bundle,
-            owns_app_secret=True,
-        )
-    except BaseException:
-        secret.close()
-        raise
+    return graph_client_from_config(config, settings, purpose=purpose, cache=False)
 
 
 def inspect_token(
@@ -161,9 +142,9 @@ def inspect_token(
 
 
 def _check(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[tuple[str, Any]]]:
-    from sender._config import read_config, settings_from_config
+    from sender import read_config, settings_from_config
 
-    from .._factory import provider_from_config
+    from .. import provider_from_config
 
     config, source = read_config(args.config)
     settings = settings_from_config(config, source=source, require_phone_number_id=False)
@@ -186,19 +167,5 @@ def _check(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[tuple[st
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.json:
-        code, _, rows = _check(args)
-        print_kv(rows)
-        return code
-    try:
-        code, data, _ = _check(args)
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:
-        code = exit_code_for(exc)  # re-raises what is not ours
-        message = f"{type(exc).__name__}: {exc}"
-        print(json.dumps({"status": "error", "exit_code": code, "error": message, "problems": [], "warnings": []}))
-        error(message, stream=sys.stderr)
-        return code
-    print(json.dumps(data))
-    return code
+    code, data, rows = _check(args)
+    return emit(args, data, code=code, status=data["status"], rows=rows)

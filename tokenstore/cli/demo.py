@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._common import EXIT_OK, EXIT_PROBLEM, guarded
+from ._common import EXIT_OK, EXIT_PROBLEM, command
 
 if TYPE_CHECKING:
     from sender.sandbox import ManualClock, Sandbox
@@ -41,7 +41,7 @@ ISSUED_DAYS_AGO = 57
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("demo", help=HELP, description=HELP)
-    parser.set_defaults(func=guarded(run))
+    parser.set_defaults(func=command(run))
 
 
 def _say(text: str) -> None:
@@ -123,11 +123,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _lifecycle(sandbox: Sandbox, clock: ManualClock, config_path: Path, token_path: Path) -> int:
     """Part 2: a 60-day token three days from expiry is refreshed under a running sender, the old one revoked."""
-    from sender import Sender, SendResult
-    from sender._config import read_config, settings_from_config
+    from sender import Sender, SendResult, read_config, settings_from_config
     from sender.sandbox import SIXTY_DAYS
 
-    from .._token import fingerprint_of
+    from .. import fingerprint_of
     from ..backends.file import FileBackend
     from .check import assess, inspect_token
     from .refresh import perform_refresh

@@ -13,15 +13,24 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._errors import ConfigError, WriteNotSupported
-from ._common import EXIT_API, EXIT_OK, EXIT_PROBLEM, add_config_option, error, exit_code_for, guarded
+from .. import ConfigError, WriteNotSupported
+from ._common import (
+    EXIT_API,
+    EXIT_OK,
+    EXIT_PROBLEM,
+    add_config_option,
+    add_json_option,
+    command,
+    emit,
+    error,
+    non_negative,
+)
 
 if TYPE_CHECKING:
     import os
@@ -96,23 +105,10 @@ class Refresh:
 def _seconds(text: str) -> float | str:
     if text == DEFAULT_WAIT:  # argparse converts a string const too: a bare --revoke-old-after
         return DEFAULT_WAIT
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError("must be zero or more seconds")
-    return value
+    return non_negative("seconds")(text)
 
 
-def _days_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError("must be zero or more days")
-    return value
+_days_arg = non_negative("days")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -138,8 +134,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument(
         "--force", action="store_true", help="refresh a never-expiring token too (the new one expires in 60 days)"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.set_defaults(func=guarded(run))
+    add_json_option(parser)
+    parser.set_defaults(func=command(run))
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -168,8 +164,7 @@ def revoke_wait(config: Mapping[str, Any], source: str | None, value: float | st
     ``token.cache`` ttl + refresh_ahead (0 when the cache is off)."""
     if value != DEFAULT_WAIT:
         return float(value), "as given by --revoke-old-after"
-    from .._config import Section
-    from .._factory import cache_policy_from_config
+    from .. import Section, cache_policy_from_config
 
     section = config.get("token")
     if not isinstance(section, Mapping):
@@ -239,10 +234,9 @@ def perform_refresh(
     tokenstore errors when the store fails, sender errors when Graph does. A failed revoke does not raise:
     the result has ``revoke_failed`` and the reason in ``revoke_note``.
     """
-    from sender import SendError
-    from sender._config import read_config, settings_from_config
+    from sender import SendError, read_config, settings_from_config
 
-    from .._factory import provider_from_config
+    from .. import provider_from_config
     from .check import graph_client
 
     clock = now or (lambda: dt.datetime.now(dt.timezone.utc))
@@ -363,24 +357,17 @@ def run(args: argparse.Namespace) -> int:
             report=progress if args.json else text,
         )
     except RefreshRefused as exc:
-        if args.json:
-            print(json.dumps({"status": "refused", "exit_code": EXIT_PROBLEM, "error": str(exc)}))
         error(f"refresh refused: {exc}")
-        return EXIT_PROBLEM
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:
-        if not args.json:
-            raise  # guarded() prints the one line and maps the exit code
-        code = exit_code_for(exc)
-        message = f"{type(exc).__name__}: {exc}"
-        print(json.dumps({"status": "error", "exit_code": code, "error": message}))
-        error(message)
-        return code
+        return emit(args, {}, code=EXIT_PROBLEM, status="refused", rows=[])
     code = EXIT_API if result.revoke_failed else EXIT_OK
+    if result.revoke_failed:
+        error(
+            f"revoking {result.old_fingerprint} failed ({result.revoke_note}); the new token "
+            f"{result.new_fingerprint} is stored: revoke the old one later (tokenstore revoke)"
+        )
     if args.json:
         status = "revoke-failed" if result.revoke_failed else result.action
-        print(json.dumps({"status": status, "exit_code": code, **result.to_dict()}))
+        emit(args, result.to_dict(), code=code, status=status)
     else:
         outcome = {
             "not-due": "not due: nothing was changed",
@@ -389,11 +376,6 @@ def run(args: argparse.Namespace) -> int:
         if result.revoke_failed:
             outcome = "refreshed, but revoking the old token failed: the new token is stored and in use"
         text("result", outcome)
-    if result.revoke_failed:
-        error(
-            f"revoking {result.old_fingerprint} failed ({result.revoke_note}); the new token "
-            f"{result.new_fingerprint} is stored: revoke the old one later (tokenstore revoke)"
-        )
     return code
 
 

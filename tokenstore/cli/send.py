@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
-from ._common import EXIT_CONFIG, EXIT_OK, add_config_option, error, guarded, print_kv
+from ._common import EXIT_CONFIG, EXIT_OK, add_config_option, add_json_option, command, emit, error
 
 HELP = "send one text or template message through the configured token store (prints the message id)"
 
@@ -20,8 +18,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     what.add_argument("--template", metavar="NAME", help="send an approved template, e.g. hello_world")
     parser.add_argument("--lang", metavar="CODE", default=None, help="template language code (default en_US)")
     parser.add_argument("--preview-url", action="store_true", help="render a link preview in a text message")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.set_defaults(func=guarded(run))
+    add_json_option(parser)
+    parser.set_defaults(func=command(run))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,8 +46,4 @@ def run(args: argparse.Namespace) -> int:
         "token": result.token_fingerprint,
         "attempts": result.attempts,
     }
-    if args.json:
-        print(json.dumps(info))
-    else:
-        print_kv([(k, "-" if v is None else v) for k, v in info.items()], stream=sys.stdout)
-    return EXIT_OK
+    return emit(args, info, code=EXIT_OK)

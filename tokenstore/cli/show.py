@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from .._factory import load_provider
-from .._token import mask
-from ._common import EXIT_OK, add_config_option, guarded, print_kv
+from .. import load_provider, mask
+from ._common import EXIT_OK, add_config_option, add_json_option, command, emit
 
 HELP = "fetch the token and show its source, version, fingerprint and a masked preview (never the token)"
 
@@ -15,11 +13,11 @@ HELP = "fetch the token and show its source, version, fingerprint and a masked p
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("show", help=HELP, description=HELP)
     add_config_option(parser)
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_json_option(parser)
     parser.add_argument(
         "--section", default="token", choices=("token", "app_secret"), help="which provider section to show"
     )
-    parser.set_defaults(func=guarded(run))
+    parser.set_defaults(func=command(run))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,8 +32,4 @@ def run(args: argparse.Namespace) -> int:
         "length": len(value),
         "fetched_at": token.fetched_at.isoformat(timespec="seconds"),
     }
-    if args.json:
-        print(json.dumps(info))
-    else:
-        print_kv([(k, "-" if v is None else v) for k, v in info.items() if k != "length"])
-    return EXIT_OK
+    return emit(args, info, code=EXIT_OK, rows=[(k, v) for k, v in info.items() if k != "length"])
