@@ -20,9 +20,6 @@ __all__ = ["account_update_event", "emit_event", "tokens_of_waba", "uninstall"]
 
 logger = logging.getLogger("sender.sandbox")
 
-_WABA_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
-
-
 def account_update_event(
     waba_id: str, event: str, *, app_id: str, at: int, owner_business_id: str | None = None
 ) -> dict[str, Any]:
@@ -43,19 +40,9 @@ def account_update_event(
 
 
 def tokens_of_waba(state: SandboxState, waba_id: str) -> list[str]:
-    """Fingerprints of the tokens that reach ``waba_id`` (their granular scopes name it; a token without
-    granular targets reaches the sandbox's default WABA)."""
-    found = []
-    for record in state.tokens.records():
-        targets: set[str] = set()
-        listed = False
-        for scope in _WABA_SCOPES:
-            if scope in record.granular_scopes:
-                listed = True
-                targets.update(record.granular_scopes[scope])
-        if (waba_id in targets) or (not listed and waba_id == state.waba_id):
-            found.append(record.fingerprint)
-    return found
+    """Fingerprints of the tokens that act for ``waba_id`` (``SandboxState.token_wabas``: their granular
+    scopes name it; a token without granular targets acts for the default business)."""
+    return [r.fingerprint for r in state.tokens.records() if waba_id in state.token_wabas(r)]
 
 
 def emit_event(state: SandboxState, payload: dict[str, Any]) -> None:
