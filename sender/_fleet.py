@@ -32,6 +32,7 @@ from ._batch import DEFAULT_BATCH_CONCURRENCY, MAX_BATCH
 from ._exceptions import SendError
 from ._lifecycle import GraphTokenClient
 from ._models import WHATSAPP_MESSAGING_SCOPE, TokenInfo
+from ._refresh import assess_token
 
 __all__ = [
     "DisconnectOutcome",
@@ -40,7 +41,6 @@ __all__ = [
     "TenantStatus",
     "TenantStore",
     "account_update_of",
-    "assess_token",
     "check_tenants",
     "disconnect_reason",
     "handle_account_update",
@@ -77,39 +77,6 @@ class TenantStore(Protocol):
 def worst_exit_code(codes: Iterable[int]) -> int:
     """The worst of ``codes`` (0 < 5 < 1 < 4 < 3; unknown codes count as worst); 0 for none."""
     return max(codes, key=lambda c: _RANK.get(c, 99), default=EXIT_OK)
-
-
-def _days(delta: dt.timedelta) -> str:
-    hours = max(0.0, delta.total_seconds() / 3600)
-    return f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.1f} days"
-
-
-def assess_token(
-    info: TokenInfo, *, app_id: str | None, warn_days: float = 7, now: dt.datetime | None = None
-) -> tuple[list[str], list[str]]:
-    """``(problems, warnings)`` about a token as debug_token describes it (``tokenstore check``'s verdict)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    problems: list[str] = []
-    warnings: list[str] = []
-    if not info.is_valid:
-        if info.expires_at is not None and info.is_expired(now):
-            problems.append(
-                f"the token expired at {info.expires_at.isoformat(timespec='seconds')}: it can no longer be "
-                "refreshed; generate a new one and put it in with tokenstore rotate"
-            )
-        else:
-            problems.append(f"the token is not valid: {info.error or 'Graph says it is not valid'}")
-    if app_id and info.app_id and info.app_id != app_id:
-        problems.append(f"the token belongs to app {info.app_id}, not the configured whatsapp.app_id {app_id}")
-    if info.is_valid and WHATSAPP_MESSAGING_SCOPE not in info.scopes:
-        problems.append(f"the token lacks the {WHATSAPP_MESSAGING_SCOPE} permission: it cannot send messages")
-    left = info.expires_in(now)
-    if info.is_valid and left is not None and left <= dt.timedelta(days=warn_days):
-        advice = "tokenstore refresh" if info.type == "SYSTEM_USER" else "tokenstore rotate"
-        warnings.append(f"the token expires in {_days(left)}: refresh or rotate it ({advice})")
-    if info.is_valid and info.type == "USER":
-        warnings.append("a USER token (the dashboard's temporary tokens last under 24 hours): use a system user token")
-    return problems, warnings
 
 
 def disconnect_reason(info: TokenInfo) -> str:
@@ -237,7 +204,7 @@ def _verdict(
         "version": token.version,
         "now": now,
     }
-    problems, warnings = assess_token(info, app_id=app_id, warn_days=warn_days, now=now)
+    problems, warnings = assess_token(info, app_id=app_id, warn_within=warn_days * 86400, now=now)
     if not info.is_valid:
         seen = info.expires_at if info.expires_at is not None and info.is_expired(now) else now
         reason = Disconnected(reason=disconnect_reason(info), at=int(seen.timestamp()))

@@ -26,6 +26,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         SecretMalformed,
         SecretNotFound,
         TokenStoreError,
+        WriteConflict,
         WriteNotSupported,
     )
     from ._factory import cache_policy_from_config, load_provider, provider_from_config
@@ -38,7 +39,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         provider_metrics,
         track_provider,
     )
-    from ._provider import Backend, TokenProvider
+    from ._provider import Backend, TokenProvider, expected_matches
     from ._registry import ENTRY_POINT_GROUP, available_backends, get_backend_class, register_backend
     from ._token import Token, fingerprint_of, mask
 
@@ -63,6 +64,7 @@ __all__ = [
     "Token",
     "TokenProvider",
     "TokenStoreError",
+    "WriteConflict",
     "WriteNotSupported",
     "__version__",
     "auth_stats",
@@ -70,6 +72,7 @@ __all__ = [
     "cache_policy_from_config",
     "disconnected_marker",
     "enable_opentelemetry",
+    "expected_matches",
     "fingerprint_of",
     "get_backend_class",
     "load_config",
@@ -105,6 +108,7 @@ _LAZY: dict[str, str] = {
     "SecretMalformed": "._errors",
     "SecretNotFound": "._errors",
     "TokenStoreError": "._errors",
+    "WriteConflict": "._errors",
     "WriteNotSupported": "._errors",
     "cache_policy_from_config": "._factory",
     "load_provider": "._factory",
@@ -120,6 +124,7 @@ _LAZY: dict[str, str] = {
     "track_provider": "._metrics",
     "Backend": "._provider",
     "TokenProvider": "._provider",
+    "expected_matches": "._provider",
     "ENTRY_POINT_GROUP": "._registry",
     "available_backends": "._registry",
     "get_backend_class": "._registry",

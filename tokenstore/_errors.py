@@ -15,6 +15,7 @@ ever contains a secret value: messages name the file, field or secret path and s
         ├── SecretMalformed      the secret is there but its contents are unusable (empty, not JSON, ...)
         ├── AccessDenied         the store refused our credentials or permissions
         ├── WriteNotSupported    put_token on a read-only backend
+        ├── WriteConflict        put_token(value, expected=...) found another token than expected in the store
         └── BackendUnavailable   the store is down, sealed, throttling or timing out (transient: the
                                  caching layer retries these with backoff and may serve a stale token)
 """
@@ -30,6 +31,7 @@ __all__ = [
     "SecretMalformed",
     "SecretNotFound",
     "TokenStoreError",
+    "WriteConflict",
     "WriteNotSupported",
 ]
 
@@ -89,6 +91,15 @@ class AccessDenied(ProviderError):
 
 class WriteNotSupported(ProviderError):
     """This backend cannot write (``put_token``)."""
+
+
+class WriteConflict(ProviderError):
+    """``put_token(value, expected=...)`` did not write: the store no longer holds the expected token (another
+    writer got there first). ``current_fingerprint`` names what it holds instead, where known."""
+
+    def __init__(self, message: str, *, source: str | None = None, current_fingerprint: str | None = None) -> None:
+        self.current_fingerprint = current_fingerprint
+        super().__init__(message, source=source)
 
 
 class BackendUnavailable(ProviderError):

@@ -7,7 +7,7 @@ import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._errors import WriteNotSupported
+from ._errors import WriteConflict, WriteNotSupported
 from ._token import Token
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from ._config import Section
 
-__all__ = ["Backend", "TokenProvider"]
+__all__ = ["Backend", "TokenProvider", "check_expected", "expected_matches"]
 
 logger = logging.getLogger("tokenstore")
 
@@ -55,15 +55,29 @@ class TokenProvider(abc.ABC):
         """Whether :meth:`put_token` can write to the store."""
         return False
 
-    def put_token(self, value: str) -> str | None:
-        """Write a new token to the store; return the new version id (``None`` where the store has none)."""
+    @property
+    def supports_compare_and_set(self) -> bool:
+        """Whether ``put_token(value, expected=...)`` is atomic: of several writers expecting the same token,
+        exactly one writes and the others get :class:`~tokenstore.WriteConflict`. False: the check and the
+        write are two calls, and a writer in between is not noticed (the window is the store's round trip)."""
+        return False
+
+    def put_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
+        """Write a new token to the store; return the new version id (``None`` where the store has none).
+
+        ``expected``: write only if the store still holds this token (a :class:`Token`: the same value) or this
+        version id (a str); otherwise raise :class:`~tokenstore.WriteConflict` and write nothing. Atomic where
+        :attr:`supports_compare_and_set`, a check just before the write elsewhere.
+        """
         raise WriteNotSupported("this backend is read-only: rotate the token in the store itself", source=self.source)
 
-    async def aput_token(self, value: str) -> str | None:
+    async def aput_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
         """Async :meth:`put_token`; the default runs it in a worker thread."""
         import asyncio
 
-        return await asyncio.to_thread(self.put_token, value)
+        if expected is None:  # a plugin's put_token may predate ``expected``
+            return await asyncio.to_thread(self.put_token, value)
+        return await asyncio.to_thread(lambda: self.put_token(value, expected=expected))
 
     def close(self) -> None:
         """Release clients and connections. Idempotent."""
@@ -121,9 +135,53 @@ class Backend(TokenProvider):
         file and the dotted field. Do no network I/O here: connecting happens on first use.
         """
 
+    def _current_or_none(self) -> Token | None:
+        """What the store holds now (for an ``expected`` check before a write); None when there is no secret."""
+        from ._errors import SecretNotFound
+
+        try:
+            return self.get_token()
+        except SecretNotFound:
+            return None
+
+    async def _acurrent_or_none(self) -> Token | None:
+        from ._errors import SecretNotFound
+
+        try:
+            return await self.aget_token()
+        except SecretNotFound:
+            return None
+
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, source: str | None = None) -> Backend:
         """Build the backend from a plain mapping of its options (the same keys as its config section)."""
         from ._config import Section
 
         return cls.from_config(Section(dict(options), path=f"token.{cls.name}", source=source))
+
+
+def expected_matches(current: Token | None, expected: Token | str) -> bool:
+    """Whether ``current`` (None: no secret yet) is what a ``put_token(..., expected=expected)`` expects: the
+    same value for a :class:`Token`, the same version id for a str."""
+    if current is None:
+        return False
+    if isinstance(expected, Token):
+        return current == expected
+    return current.version is not None and current.version == str(expected)
+
+
+def check_expected(current: Token | None, expected: Token | str | None, *, source: str) -> None:
+    """Raise :class:`~tokenstore.WriteConflict` unless ``expected`` is None or matches ``current``."""
+    if expected is None or expected_matches(current, expected):
+        return
+    if current is None:
+        raise WriteConflict(
+            "not written: the secret no longer exists, so it no longer holds the expected token", source=source
+        )
+    what = f"version {expected}" if isinstance(expected, str) else expected.fingerprint
+    raise WriteConflict(
+        f"not written: the store holds {current.fingerprint} (version {current.version or '-'}), not the "
+        f"expected {what}: another writer changed it",
+        source=source,
+        current_fingerprint=current.fingerprint,
+    )

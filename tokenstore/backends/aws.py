@@ -46,10 +46,11 @@ from .._errors import (
     ProviderError,
     SecretMalformed,
     SecretNotFound,
+    WriteConflict,
     WriteNotSupported,
 )
 from .._parsing import json_object, new_token_value, token_from_text
-from .._provider import Backend
+from .._provider import Backend, check_expected
 from .._registry import import_sdk
 from .._token import Token, fingerprint_of
 
@@ -64,6 +65,8 @@ T = TypeVar("T")
 
 SERVICES = ("secretsmanager", "ssm")
 AWSCURRENT = "AWSCURRENT"
+#: the stage label a compare-and-set write parks its new version under until it moves AWSCURRENT
+STAGED = "TOKENSTORE_STAGED"
 _OPTIONS = (
     "service",
     "secret_id",
@@ -589,7 +592,15 @@ class AwsBackend(Backend):
             return f"version {self.parameter_version}"
         return None
 
-    def put_token(self, value: str) -> str | None:
+    @property
+    def supports_compare_and_set(self) -> bool:
+        """Secrets Manager: ``put_token(value, expected=...)`` stages the new version under a label of its own,
+        then moves AWSCURRENT to it with ``RemoveFromVersionId`` = the version it compared, which AWS refuses
+        once another writer moved AWSCURRENT: of concurrent writers exactly one wins. SSM's PutParameter takes
+        no condition: read, compare, write (a window of one round trip)."""
+        return self.service == "secretsmanager"
+
+    def put_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
         """Write a new version (Secrets Manager: the new AWSCURRENT; SSM: a new SecureString version)."""
         pinned = self._pinned()
         if pinned is not None:
@@ -598,9 +609,70 @@ class AwsBackend(Backend):
                 source=self.source,
             )
         value = new_token_value(value, source=self.source)
-        version = self._put_secret(value) if self.service == "secretsmanager" else self._put_parameter(value)
+        if self.service == "secretsmanager":
+            version = self._put_secret(value) if expected is None else self._put_secret_if(value, expected)
+        else:
+            if expected is not None:
+                check_expected(self._current_or_none(), expected, source=self.source)
+            version = self._put_parameter(value)
         logger.info("wrote a new token to %s (version %s, %s)", self.source, version, fingerprint_of(value))
         return version
+
+    def _put_secret_if(self, value: str, expected: Token | str) -> str:
+        text, current_id = self._read_secret(None, AWSCURRENT)
+        check_expected(Token(self._extract(text), source=self.source, version=current_id), expected, source=self.source)
+        payload = value
+        if self.key is not None:
+            data = json_object(text, source=self.source, key=self.key, action="write", what=self._where())
+            data[self.key] = value
+            payload = json.dumps(data)
+        request_token = str(uuid.uuid4())
+        response = self._call(
+            "secretsmanager:PutSecretValue",
+            lambda c: c.put_secret_value(
+                SecretId=self.secret_id, SecretString=payload, ClientRequestToken=request_token, VersionStages=[STAGED]
+            ),
+        )
+        new_id = response.get("VersionId")
+        if not new_id:
+            raise BackendUnavailable("AWS's answer to PutSecretValue carried no VersionId", source=self.source)
+
+        def move(c: Any) -> bool:
+            from botocore.exceptions import ClientError
+
+            try:
+                c.update_secret_version_stage(
+                    SecretId=self.secret_id,
+                    VersionStage=AWSCURRENT,
+                    MoveToVersionId=new_id,
+                    RemoveFromVersionId=current_id,
+                )
+            except ClientError as exc:
+                code = str(((getattr(exc, "response", None) or {}).get("Error") or {}).get("Code") or "")
+                if code == "InvalidParameterException":  # AWSCURRENT is no longer on the version we compared
+                    return False
+                raise
+            return True
+
+        try:
+            moved = self._call("secretsmanager:UpdateSecretVersionStage", move)
+        finally:
+            try:  # the parking label is ours: never leave it behind
+                self._call(
+                    "secretsmanager:UpdateSecretVersionStage",
+                    lambda c: c.update_secret_version_stage(
+                        SecretId=self.secret_id, VersionStage=STAGED, RemoveFromVersionId=new_id
+                    ),
+                )
+            except ProviderError:
+                logger.warning("%s: could not remove the stage label %s from version %s", self.source, STAGED, new_id)
+        if not moved:
+            raise WriteConflict(
+                f"not written: AWSCURRENT of {self._where()} moved off version {current_id} before ours could take "
+                f"it: another writer got there first (our version {new_id} holds no stage)",
+                source=self.source,
+            )
+        return str(new_id)
 
     def _put_secret(self, value: str) -> str:
         payload = value

@@ -42,7 +42,7 @@ from .._errors import (
     WriteNotSupported,
 )
 from .._parsing import new_token_value, one_word
-from .._provider import Backend
+from .._provider import Backend, check_expected
 from .._registry import import_sdk
 from .._token import Token
 
@@ -406,8 +406,13 @@ class AzureBackend(Backend):
             )
         return new_token_value(value, source=self.source)
 
-    def put_token(self, value: str) -> str | None:
+    def put_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
+        """A new version (``set_secret``). With ``expected``: read, compare, then write - Key Vault has no
+        conditional write, so a writer between the two calls is not noticed (``supports_compare_and_set`` is
+        False; the refresh detects it afterwards by reading back)."""
         value = self._check_writable(value)
+        if expected is not None:
+            check_expected(self._current_or_none(), expected, source=self.source)
         client = self._sync_client()
         try:
             secret = client.set_secret(self.secret_name, value)
@@ -415,8 +420,10 @@ class AzureBackend(Backend):
             raise self._translate(exc, "write") from exc
         return self._written(secret)
 
-    async def aput_token(self, value: str) -> str | None:
+    async def aput_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
         value = self._check_writable(value)
+        if expected is not None:
+            check_expected(await self._acurrent_or_none(), expected, source=self.source)
         client = await self._async_client()
         try:
             secret = await client.set_secret(self.secret_name, value)

@@ -56,7 +56,7 @@ from .._errors import (
     WriteNotSupported,
 )
 from .._parsing import json_object, new_token_value, string_under_key, token_from_text
-from .._provider import Backend
+from .._provider import Backend, check_expected
 from .._token import Token
 from .._version import __version__
 
@@ -466,7 +466,7 @@ class ConjurBackend(Backend):
         value = self._extract(raw)
         return Token(value, source=self.source, version=str(self.version) if self.version is not None else None)
 
-    def _put_flow(self, value: str) -> _Flow[str | None]:
+    def _put_flow(self, value: str, expected: Token | str | None = None) -> _Flow[str | None]:
         if self.version is not None:
             raise WriteNotSupported(
                 f"this provider reads the pinned version {self.version}, so a new version would not change what it "
@@ -474,6 +474,13 @@ class ConjurBackend(Backend):
                 source=self.source,
             )
         value = new_token_value(value, source=self.source)
+        if expected is not None:  # Conjur has no conditional write: read, compare, then write (a window)
+            raw = yield from self._read_flow(None, missing_ok=True)
+            held: Token | None = None
+            if raw is not None:
+                latest = (yield from self._latest_version_flow()) if isinstance(expected, str) else None
+                held = Token(self._extract(raw), source=self.source, version=None if latest is None else str(latest))
+            check_expected(held, expected, source=self.source)
         if self.key is not None:
             current = yield from self._read_flow(None, missing_ok=True)
             data: dict[str, Any] = {}
@@ -866,11 +873,11 @@ class ConjurBackend(Backend):
     def supports_write(self) -> bool:
         return self.version is None
 
-    def put_token(self, value: str) -> str | None:
-        return self._run(self._put_flow(value))
+    def put_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
+        return self._run(self._put_flow(value, expected))
 
-    async def aput_token(self, value: str) -> str | None:
-        return await self._arun(self._put_flow(value))
+    async def aput_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
+        return await self._arun(self._put_flow(value, expected))
 
     def close(self) -> None:
         with self._client_lock:

@@ -37,7 +37,7 @@ from .._errors import (
     WriteNotSupported,
 )
 from .._parsing import json_object, new_token_value, token_from_text
-from .._provider import Backend
+from .._provider import Backend, check_expected
 from .._registry import import_sdk
 from .._token import Token
 
@@ -429,8 +429,13 @@ class GcpBackend(Backend):
         obj[key] = value
         return json.dumps(obj).encode("utf-8")
 
-    def put_token(self, value: str) -> str | None:
+    def put_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
+        """A new version (``add_secret_version``). With ``expected``: read ``latest``, compare, then add - Secret
+        Manager's versions take no precondition, so a writer between the two calls is not noticed
+        (``supports_compare_and_set`` is False; the refresh detects it afterwards by reading back)."""
         value = self._check_writable(value)
+        if expected is not None:
+            check_expected(self._current_or_none(), expected, source=self.source)
         client = self._sync_client()
         if self.key is None:
             data = value.encode("utf-8")
@@ -452,8 +457,10 @@ class GcpBackend(Backend):
             raise self._translate(exc, "write") from exc
         return self._written(created)
 
-    async def aput_token(self, value: str) -> str | None:
+    async def aput_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
         value = self._check_writable(value)
+        if expected is not None:
+            check_expected(await self._acurrent_or_none(), expected, source=self.source)
         client = await self._async_client()
         if self.key is None:
             data = value.encode("utf-8")

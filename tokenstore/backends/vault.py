@@ -55,10 +55,11 @@ from .._errors import (
     ProviderError,
     SecretMalformed,
     SecretNotFound,
+    WriteConflict,
     WriteNotSupported,
 )
 from .._parsing import new_token_value, string_under_key
-from .._provider import Backend
+from .._provider import Backend, check_expected
 from .._registry import import_sdk
 from .._token import Token, fingerprint_of
 
@@ -580,7 +581,14 @@ class VaultBackend(Backend):
         """False when pinned to a version: a new version would never be read by this provider."""
         return self.version is None
 
-    def put_token(self, value: str) -> str | None:
+    @property
+    def supports_compare_and_set(self) -> bool:
+        """KV v2: ``put_token(value, expected=...)`` writes with check-and-set (``cas``) on the version it
+        compared, so of concurrent writers expecting the same token exactly one writes. KV v1 has no versions:
+        read, compare, write (a window of one round trip)."""
+        return self.kv_version == 2
+
+    def put_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
         """Write ``value`` under ``key`` (other keys of the secret kept). Returns the new KV v2 version."""
         if self.version is not None:
             raise WriteNotSupported(
@@ -590,13 +598,20 @@ class VaultBackend(Backend):
         value = new_token_value(value, source=self.source)
         new_version: str | None = None
         if self.kv_version == 2:
-            new_version = self._put_v2(value)
+            new_version = self._put_v2(value, expected)
         else:
-            self._put_v1(value)
+            self._put_v1(value, expected)
         logger.info("wrote a new token to %s (version %s, %s)", self.source, new_version or "-", fingerprint_of(value))
         return new_version
 
-    def _put_v2(self, value: str) -> str:
+    def _held(self, data: dict[str, Any], version: int) -> Token | None:
+        """The token a read-before-write found (for an ``expected`` check); None when there is none."""
+        held = data.get(self.key)
+        if not isinstance(held, str):
+            return None
+        return Token(held.strip(), source=self.source, version=str(version) if version else None)
+
+    def _put_v2(self, value: str, expected: Token | str | None = None) -> str:
         errors = self._hvac.exceptions
 
         def kv(c: Any) -> Any:
@@ -617,6 +632,8 @@ class VaultBackend(Backend):
                 if isinstance(body.get("data"), dict):
                     data = dict(body["data"])
                 cas = int((body.get("metadata") or {}).get("version") or 0)
+            if expected is not None:
+                check_expected(self._held(data, cas), expected, source=self.source)
             data[self.key] = value
 
             def write(c: Any, data: dict[str, Any] = data, cas: int = cas) -> Any:
@@ -628,6 +645,12 @@ class VaultBackend(Backend):
                     raise
 
             response = self._call("writing", write)
+            if response is _CONFLICT and expected is not None:
+                raise WriteConflict(
+                    f"not written: {self._where()} changed after version {cas} was compared (check-and-set): "
+                    "another writer got there first",
+                    source=self.source,
+                )
             if response is _CONFLICT:
                 logger.info("%s changed while writing (check-and-set): reading it again", self.source)
                 continue
@@ -640,7 +663,7 @@ class VaultBackend(Backend):
             source=self.source,
         )
 
-    def _put_v1(self, value: str) -> None:
+    def _put_v1(self, value: str, expected: Token | str | None = None) -> None:
         errors = self._hvac.exceptions
 
         def read(c: Any) -> Any:
@@ -653,6 +676,8 @@ class VaultBackend(Backend):
         data: dict[str, Any] = {}
         if isinstance(current, dict) and isinstance(current.get("data"), dict):
             data = dict(current["data"])
+        if expected is not None:
+            check_expected(self._held(data, 0), expected, source=self.source)
         data[self.key] = value
         self._call(
             "writing",

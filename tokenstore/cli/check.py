@@ -69,11 +69,10 @@ def _days(delta: dt.timedelta) -> str:
 def assess(
     info: TokenInfo, *, app_id: str | None, warn_days: float = 7, now: dt.datetime | None = None
 ) -> tuple[list[str], list[str]]:
-    """``(problems, warnings)`` about a token as debug_token describes it (``sender.assess_token``: the one
-    verdict shared with ``check --all`` and library users)."""
+    """``(problems, warnings)`` about a token as debug_token describes it (:func:`sender.assess_token`)."""
     from sender import assess_token
 
-    return assess_token(info, app_id=app_id, warn_days=warn_days, now=now)
+    return assess_token(info, app_id=app_id, warn_within=warn_days * 86400, now=now)
 
 
 def _when(value: dt.datetime | None, *, never: str = "never") -> str:
