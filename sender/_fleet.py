@@ -26,18 +26,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from tokenstore import Disconnected, Token, TokenStoreError, disconnected_marker
+from tokenstore import Disconnected, Token, TokenProvider, TokenStoreError, disconnected_marker
 
 from ._batch import DEFAULT_BATCH_CONCURRENCY, MAX_BATCH
 from ._exceptions import SendError
 from ._lifecycle import GraphTokenClient
 from ._models import WHATSAPP_MESSAGING_SCOPE, TokenInfo
-from ._refresh import assess_token
+from ._refresh import RefreshRefused, RefreshResult, assess_token, refresh_stored_token
 
 __all__ = [
     "DisconnectOutcome",
     "FleetCheck",
+    "FleetRefresh",
     "TenantCheck",
+    "TenantRefresh",
     "TenantStatus",
     "TenantStore",
     "account_update_of",
@@ -45,6 +47,7 @@ __all__ = [
     "disconnect_reason",
     "handle_account_update",
     "mark_disconnected",
+    "refresh_tenants",
     "worst_exit_code",
 ]
 
@@ -72,6 +75,8 @@ class TenantStore(Protocol):
     def put_token(self, tenant: str, value: str) -> str | None: ...
 
     def invalidate(self, tenant: str, token: Token | None = None) -> None: ...
+
+    def provider(self, tenant: str) -> TokenProvider: ...
 
 
 def worst_exit_code(codes: Iterable[int]) -> int:
@@ -313,6 +318,192 @@ def check_tenants(
                 "tenant %s is disconnected (%s)", check.tenant, check.disconnected and check.disconnected.reason
             )
     return FleetCheck(tenants=checks, graph_calls=calls)
+
+
+# -- refreshing every due tenant -------------------------------------------------------------------------------
+
+RefreshStatus = Literal["refreshed", "not-due", "skipped", "disconnected", "refused", "error"]
+_REFRESH_STATUSES: tuple[RefreshStatus, ...] = ("refreshed", "not-due", "skipped", "disconnected", "refused", "error")
+#: tenants refreshed at once, by default (each may wait ``revoke_old_after`` before revoking: the waits overlap)
+DEFAULT_REFRESH_CONCURRENCY = 32
+
+
+@dataclass(frozen=True)
+class TenantRefresh:
+    """What ``refresh --all`` did for one tenant (fingerprints only)."""
+
+    tenant: str
+    status: RefreshStatus
+    exit_code: int
+    #: what :func:`sender.refresh_stored_token` did (also for a refused refresh, as far as it got)
+    result: RefreshResult | None = None
+    #: why it was not refreshed (not due, skipped, disconnected, refused, error)
+    detail: str | None = None
+    fingerprint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """One JSON line of ``tokenstore refresh --all --json``."""
+        out: dict[str, Any] = {
+            "tenant": self.tenant,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "detail": self.detail,
+            "fingerprint": self.fingerprint,
+        }
+        if self.result is not None:
+            out.update(self.result.to_dict())
+        return out
+
+
+@dataclass(frozen=True)
+class FleetRefresh:
+    """Every tenant's :class:`TenantRefresh` (sorted by tenant) and the summary."""
+
+    tenants: tuple[TenantRefresh, ...]
+    #: the check that chose the due tenants
+    check: FleetCheck | None = field(default=None, repr=False)
+
+    @property
+    def exit_code(self) -> int:
+        return worst_exit_code(t.exit_code for t in self.tenants)
+
+    def count(self, status: RefreshStatus) -> int:
+        return sum(1 for t in self.tenants if t.status == status)
+
+    def summary(self) -> dict[str, Any]:
+        """The last JSON line of ``tokenstore refresh --all --json``."""
+        code = self.exit_code
+        worst = next((t.status for t in self.tenants if t.exit_code == code), "ok") if code else "ok"
+        return {
+            "summary": True,
+            "status": worst,
+            "exit_code": code,
+            "tenants": len(self.tenants),
+            **{status.replace("-", "_"): self.count(status) for status in _REFRESH_STATUSES},
+            "revoked": sum(1 for t in self.tenants if t.result is not None and t.result.revoked),
+            "revoke_failed": sum(1 for t in self.tenants if t.result is not None and t.result.revoke_failed),
+        }
+
+
+def _due(check: TenantCheck, within: float | None, force: bool, now: dt.datetime) -> TenantRefresh | None:
+    """None when ``check``'s tenant is to be refreshed; else what to report for it."""
+    if check.status == "disconnected":
+        return TenantRefresh(
+            check.tenant,
+            "disconnected",
+            EXIT_PROBLEM,
+            detail="; ".join(check.problems) or "disconnected",
+            fingerprint=check.fingerprint,
+        )
+    if check.status == "error":
+        return TenantRefresh(check.tenant, "error", check.exit_code, detail=check.error, fingerprint=check.fingerprint)
+    if check.status == "problem":
+        detail = "nothing was changed: " + "; ".join(check.problems)
+        return TenantRefresh(check.tenant, "refused", EXIT_PROBLEM, detail=detail, fingerprint=check.fingerprint)
+    info = check.info
+    assert info is not None
+    if info.never_expires and not force:
+        return TenantRefresh(
+            check.tenant,
+            "skipped",
+            EXIT_OK,
+            detail="the token never expires (refreshing would make it a 60-day one; force=True / --force to do it)",
+            fingerprint=check.fingerprint,
+        )
+    left = info.expires_in(now)
+    if within is not None and left is not None and left > dt.timedelta(seconds=within):
+        return TenantRefresh(
+            check.tenant,
+            "not-due",
+            EXIT_OK,
+            detail=f"it expires later than {within / 86400:g} days",
+            fingerprint=check.fingerprint,
+        )
+    return None
+
+
+def refresh_tenants(
+    tenants: TenantStore,
+    graph: GraphTokenClient,
+    *,
+    keys: Iterable[str] | None = None,
+    if_expiring_within: float | None = None,
+    revoke_old_after: float | None = None,
+    wait_reason: str | None = None,
+    force: bool = False,
+    sleep: Callable[[float], None] | None = None,
+    now: Callable[[], dt.datetime] | None = None,
+    batch_size: int = MAX_BATCH,
+    concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+    refresh_concurrency: int = DEFAULT_REFRESH_CONCURRENCY,
+    report: Callable[[str, str, str], None] | None = None,
+) -> FleetRefresh:
+    """Refresh every due tenant's token with :func:`sender.refresh_stored_token` (its provider from
+    ``tenants.provider(tenant)``; compare-and-set writes, so replicas racing on a tenant leave one token).
+
+    Which tenants are due comes from one :func:`check_tenants` pass (Graph batch calls): valid tokens
+    expiring within ``if_expiring_within`` seconds (None: every valid token); never-expiring tokens are
+    skipped unless ``force``; disconnected, refused (another app's, no messaging permission) and failed
+    tenants are reported and left alone. Up to ``refresh_concurrency`` refreshes run at once, so their
+    ``revoke_old_after`` waits overlap. One tenant's failure never stops the others. ``report(tenant, step,
+    text)`` follows each refresh's steps. ``sleep``/``now``: as for :func:`refresh_stored_token`."""
+    import time
+
+    clock = now or (lambda: dt.datetime.now(dt.timezone.utc))
+    check = check_tenants(tenants, graph, keys=keys, batch_size=batch_size, concurrency=concurrency, now=clock())
+    outcomes: dict[str, TenantRefresh] = {}
+    due: list[str] = []
+    for item in check.tenants:
+        verdict = _due(item, if_expiring_within, force, clock())
+        if verdict is None:
+            due.append(item.tenant)
+        else:
+            outcomes[item.tenant] = verdict
+
+    def one(tenant: str) -> TenantRefresh:
+        def say(step: str, text: str) -> None:
+            if report is not None:
+                report(tenant, step, text)
+
+        try:
+            result = refresh_stored_token(
+                tenants.provider(tenant),
+                graph,
+                if_expiring_within=if_expiring_within,
+                revoke_old_after=revoke_old_after,
+                wait_reason=wait_reason,
+                force=force,
+                sleep=sleep or time.sleep,
+                now=clock,
+                report=say,
+            )
+        except RefreshRefused as exc:
+            done = exc.result
+            return TenantRefresh(
+                tenant,
+                "refused",
+                EXIT_PROBLEM,
+                result=done,
+                detail=str(exc),
+                fingerprint=None if done is None else done.old_fingerprint,
+            )
+        except (TokenStoreError, SendError) as exc:
+            code = EXIT_API if isinstance(exc, SendError) else EXIT_BACKEND
+            return TenantRefresh(tenant, "error", code, detail=f"{type(exc).__name__}: {exc}")
+        if result.action != "refreshed":
+            return TenantRefresh(
+                tenant, "not-due", EXIT_OK, result=result, detail="not due", fingerprint=result.old_fingerprint
+            )
+        code = EXIT_API if result.revoke_failed else EXIT_OK
+        return TenantRefresh(tenant, "refreshed", code, result=result, fingerprint=result.new_fingerprint)
+
+    if due:
+        workers = max(1, min(refresh_concurrency, len(due)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tenant-refresh") as pool:
+            for tenant, outcome in zip(due, pool.map(one, due), strict=True):
+                outcomes[tenant] = outcome
+    names = [c.tenant for c in check.tenants]
+    return FleetRefresh(tenants=tuple(outcomes[n] for n in names), check=check)
 
 
 # -- customers who left -----------------------------------------------------------------------------------------
