@@ -22,10 +22,12 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         BackendNotInstalled,
         BackendUnavailable,
         ConfigError,
+        InvalidTenantKey,
         ProviderError,
         SecretMalformed,
         SecretNotFound,
         TokenStoreError,
+        UnknownTenant,
         WriteConflict,
         WriteNotSupported,
     )
@@ -41,6 +43,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
     )
     from ._provider import Backend, TokenProvider, expected_matches
     from ._registry import ENTRY_POINT_GROUP, available_backends, get_backend_class, register_backend
+    from ._tenants import TenantProviders, TenantTemplate, check_tenant_key, load_tenants, tenants_from_config
     from ._token import Token, fingerprint_of, mask
 
 __all__ = [
@@ -56,20 +59,25 @@ __all__ = [
     "CachingProvider",
     "ConfigError",
     "Disconnected",
+    "InvalidTenantKey",
     "ProviderError",
     "SecretMalformed",
     "SecretNotFound",
     "SecretRef",
     "Section",
+    "TenantProviders",
+    "TenantTemplate",
     "Token",
     "TokenProvider",
     "TokenStoreError",
+    "UnknownTenant",
     "WriteConflict",
     "WriteNotSupported",
     "__version__",
     "auth_stats",
     "available_backends",
     "cache_policy_from_config",
+    "check_tenant_key",
     "disconnected_marker",
     "enable_opentelemetry",
     "expected_matches",
@@ -77,6 +85,7 @@ __all__ = [
     "get_backend_class",
     "load_config",
     "load_provider",
+    "load_tenants",
     "looks_like_credential",
     "mask",
     "mask_credentials",
@@ -85,6 +94,7 @@ __all__ = [
     "provider_from_config",
     "provider_metrics",
     "register_backend",
+    "tenants_from_config",
     "track_provider",
 ]
 
@@ -104,11 +114,13 @@ _LAZY: dict[str, str] = {
     "BackendNotInstalled": "._errors",
     "BackendUnavailable": "._errors",
     "ConfigError": "._errors",
+    "InvalidTenantKey": "._errors",
     "ProviderError": "._errors",
     "SecretMalformed": "._errors",
     "SecretNotFound": "._errors",
     "TokenStoreError": "._errors",
     "WriteConflict": "._errors",
+    "UnknownTenant": "._errors",
     "WriteNotSupported": "._errors",
     "cache_policy_from_config": "._factory",
     "load_provider": "._factory",
@@ -129,6 +141,11 @@ _LAZY: dict[str, str] = {
     "available_backends": "._registry",
     "get_backend_class": "._registry",
     "register_backend": "._registry",
+    "TenantProviders": "._tenants",
+    "TenantTemplate": "._tenants",
+    "check_tenant_key": "._tenants",
+    "load_tenants": "._tenants",
+    "tenants_from_config": "._tenants",
     "Token": "._token",
     "fingerprint_of": "._token",
     "mask": "._token",
