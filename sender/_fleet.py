@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from tokenstore import Disconnected, Token, TokenProvider, TokenStoreError, disconnected_marker
+from tokenstore import Disconnected, Token, TokenProvider, TokenStoreError, WriteNotSupported, disconnected_marker
 
 from ._batch import DEFAULT_BATCH_CONCURRENCY, MAX_BATCH
 from ._exceptions import SendError
@@ -38,6 +38,7 @@ __all__ = [
     "DisconnectOutcome",
     "FleetCheck",
     "FleetRefresh",
+    "OffboardResult",
     "TenantCheck",
     "TenantRefresh",
     "TenantStatus",
@@ -47,6 +48,7 @@ __all__ = [
     "disconnect_reason",
     "handle_account_update",
     "mark_disconnected",
+    "offboard_tenant",
     "refresh_tenants",
     "worst_exit_code",
 ]
@@ -556,6 +558,79 @@ def mark_disconnected(
     tenants.invalidate(tenant)
     logger.warning("tenant %s marked disconnected (%s); token %s replaced", tenant, reason, current.fingerprint)
     return DisconnectOutcome(tenant, True, "marked", marker=marker, replaced=current.fingerprint)
+
+
+@dataclass(frozen=True)
+class OffboardResult:
+    """What :func:`offboard_tenant` did (fingerprints only)."""
+
+    tenant: str
+    fingerprint: str | None
+    source: str | None
+    revoked: bool
+    #: why it was not revoked (already invalid, already disconnected) or the revoke's error
+    revoke_note: str | None
+    revoke_failed: bool
+    deleted: bool
+    #: why the secret was not deleted (the store cannot; the revoke failed)
+    delete_note: str | None
+
+    @property
+    def exit_code(self) -> int:
+        """0 done; 4 the revoke failed (nothing deleted); 5 revoked but the store cannot delete the secret."""
+        if self.revoke_failed:
+            return EXIT_API
+        return EXIT_OK if self.deleted else EXIT_WARNING
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def offboard_tenant(
+    tenants: TenantStore, tenant: str, *, graph: GraphTokenClient, delete: bool = True
+) -> OffboardResult:
+    """Offboard ``tenant``: revoke its token at Graph (at once), then delete its secret where the store can
+    (``TenantProviders.delete``; a store that cannot says so in ``delete_note`` and the exit code is 5).
+    A token Graph already calls invalid, or a disconnected marker, needs no revoke. When the revoke fails
+    nothing is deleted: the token would stay valid with nobody holding it. Raises the store's errors
+    (``UnknownTenant`` when the store holds no secret for the tenant)."""
+    token = _read_fresh(tenants, tenant)
+    marker = disconnected_marker(token)
+    revoked, note, failed = False, None, False
+    fingerprint = None if marker is not None else token.fingerprint
+    if marker is not None:
+        note = f"nothing to revoke: disconnected ({marker.reason}) since {marker.since.isoformat()}"
+    else:
+        try:
+            info = graph.inspect(token)
+            if not info.is_valid:
+                note = f"not needed: Graph already calls it invalid ({info.error or 'no reason'})"
+            else:
+                revoked = graph.revoke(token)
+        except SendError as exc:
+            failed, note = True, f"{type(exc).__name__}: {exc}"
+    deleted, delete_note = False, None
+    if failed:
+        delete_note = "not deleted: the token could not be revoked (it would stay valid with nobody holding it)"
+    elif not delete:
+        delete_note = "kept, as asked"
+    else:
+        delete_fn = getattr(tenants, "delete", None)
+        try:
+            if delete_fn is None:
+                raise WriteNotSupported("these tenants cannot delete secrets")
+            delete_fn(tenant)
+            deleted = True
+        except WriteNotSupported as exc:
+            delete_note = f"not deleted: {exc}; remove the secret in the store yourself"
+    logger.warning(
+        "tenant %s offboarded: token %s %s, secret %s",
+        tenant,
+        fingerprint or "-",
+        "revoked" if revoked else (note or "-"),
+        "deleted" if deleted else "kept",
+    )
+    return OffboardResult(tenant, fingerprint, token.source, revoked, note, failed, deleted, delete_note)
 
 
 def _field(event: Any, name: str) -> Any:
