@@ -173,7 +173,7 @@ class FleetCheck:
             "status": worst,
             "exit_code": code,
             "tenants": len(self.tenants),
-            **{status: self.count(status) for status in _STATUSES},
+            "counts": {status: self.count(status) for status in _STATUSES},
             "graph_calls": self.graph_calls,
         }
 
@@ -381,7 +381,7 @@ class FleetRefresh:
             "status": worst,
             "exit_code": code,
             "tenants": len(self.tenants),
-            **{status.replace("-", "_"): self.count(status) for status in _REFRESH_STATUSES},
+            "counts": {status: self.count(status) for status in _REFRESH_STATUSES},
             "revoked": sum(1 for t in self.tenants if t.result is not None and t.result.revoked),
             "revoke_failed": sum(1 for t in self.tenants if t.result is not None and t.result.revoke_failed),
         }

@@ -20,6 +20,7 @@ __all__ = ["account_update_event", "emit_event", "tokens_of_waba", "uninstall"]
 
 logger = logging.getLogger("sender.sandbox")
 
+
 def account_update_event(
     waba_id: str, event: str, *, app_id: str, at: int, owner_business_id: str | None = None
 ) -> dict[str, Any]:

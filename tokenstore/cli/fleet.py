@@ -72,7 +72,7 @@ def _text_check(report: FleetCheck) -> None:
             detail = "; ".join([expiry, *item.problems, *item.warnings])
         print(f"{item.tenant:<{width}}  {item.status:<12}  {item.fingerprint or '-':<19}  {detail}")
     summary = report.summary()
-    counts = ", ".join(f"{summary[s]} {s}" for s in ("ok", "warning", "problem", "disconnected", "error"))
+    counts = ", ".join(f"{n} {s}" for s, n in summary["counts"].items())
     print(f"{summary['tenants']} tenants: {counts} ({summary['graph_calls']} Graph calls)")
 
 
@@ -117,10 +117,7 @@ def _text_refresh(report: FleetRefresh) -> None:
             detail = item.detail or ""
         print(f"{item.tenant:<{width}}  {item.status:<12}  {detail}")
     summary = report.summary()
-    counts = ", ".join(
-        f"{summary[s]} {s.replace('_', '-')}"
-        for s in ("refreshed", "not_due", "skipped", "disconnected", "refused", "error")
-    )
+    counts = ", ".join(f"{n} {s}" for s, n in summary["counts"].items())
     print(f"{summary['tenants']} tenants: {counts}; {summary['revoked']} old tokens revoked")
 
 

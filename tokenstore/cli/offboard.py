@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_config_option, add_json_option, command, emit, warning
+from ._common import UsageError, add_config_option, add_json_option, command, emit, warning
 
 HELP = "offboard a tenant: revoke its token at Graph, then delete its secret where the store can"
 EPILOG = """\
@@ -39,10 +39,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     from sender import offboard_tenant
 
-    from .. import check_tenant_key
+    from .. import InvalidTenantKey, check_tenant_key
     from .fleet import load_fleet
 
-    tenant = check_tenant_key(args.tenant)
+    try:
+        tenant = check_tenant_key(args.tenant)
+    except InvalidTenantKey as exc:
+        raise UsageError(f"--tenant: {exc}") from None
     tenants, graph, _, _ = load_fleet(args.config, purpose="offboard")
     with graph, tenants:
         result = offboard_tenant(tenants, tenant, graph=graph, delete=not args.keep_secret)
