@@ -21,7 +21,15 @@ from ._version import __version__
 if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each loads on first use (import cost)
     from ._auth import TokenAuth, appsecret_proof
     from ._client import AsyncSender, Sender
-    from ._config import DEFAULT_API_VERSION, DEFAULT_BASE_URL, SenderSettings, read_config, settings_from_config
+    from ._config import (
+        API_VERSION_END_OF_AVAILABILITY,
+        DEFAULT_API_VERSION,
+        DEFAULT_BASE_URL,
+        SenderSettings,
+        api_version_warning,
+        read_config,
+        settings_from_config,
+    )
     from ._exceptions import (
         AuthenticationError,
         ConnectFailed,
@@ -92,6 +100,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
     from ._tokeninfo import adebug_token, debug_token
 
 __all__ = [
+    "API_VERSION_END_OF_AVAILABILITY",
     "DEFAULT_API_VERSION",
     "DEFAULT_BASE_URL",
     "DEFAULT_RETRY_CODES",
@@ -136,6 +145,7 @@ __all__ = [
     "account_update_of",
     "adebug_token",
     "aexchange_and_validate",
+    "api_version_warning",
     "app_secret_provider_from_config",
     "appsecret_proof",
     "arefresh_stored_token",
@@ -179,9 +189,11 @@ _LAZY: dict[str, str] = {
     "appsecret_proof": "._auth",
     "AsyncSender": "._client",
     "Sender": "._client",
+    "API_VERSION_END_OF_AVAILABILITY": "._config",
     "DEFAULT_API_VERSION": "._config",
     "DEFAULT_BASE_URL": "._config",
     "SenderSettings": "._config",
+    "api_version_warning": "._config",
     "read_config": "._config",
     "settings_from_config": "._config",
     "AuthenticationError": "._exceptions",

@@ -20,7 +20,6 @@ A cache hit is one clock read and one comparison: no lock, no copy.
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import threading
@@ -30,12 +29,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._errors import BackendUnavailable, ProviderError
+from ._masking import masked_logger
 from ._provider import TokenProvider
 from ._token import Token
 
 __all__ = ["CachePolicy", "CacheStats", "CachingProvider"]
 
-logger = logging.getLogger("tokenstore.cache")
+logger = masked_logger("tokenstore.cache")
 
 _NEVER = -math.inf
 

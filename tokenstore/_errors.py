@@ -2,7 +2,10 @@
 
 Every error this package raises is a :class:`TokenStoreError`; foreign exceptions (SDK, OS, parser) are
 translated at the boundary with ``raise ... from exc`` so ``__cause__`` is kept for debugging. No message
-ever contains a secret value: messages name the file, field or secret path and say what to do.
+ever contains a secret value: messages name the file, field or secret path and say what to do. Messages
+are built from config values (names, paths), so :class:`ConfigError` and :class:`ProviderError` mask every
+credential-looking word in them (:func:`tokenstore.mask_credentials`: fingerprint and length, never the
+value) - one rule for every backend and plugin.
 
 ::
 
@@ -41,6 +44,12 @@ __all__ = [
 ]
 
 
+def _mask(text: str) -> str:
+    from ._masking import mask_credentials  # only when an error is raised (import cost)
+
+    return mask_credentials(text)
+
+
 class TokenStoreError(Exception):
     """Base of every error raised by tokenstore."""
 
@@ -49,14 +58,14 @@ class ConfigError(TokenStoreError):
     """The configuration is invalid. The message names the file (when there is one) and the dotted field."""
 
     def __init__(self, message: str, *, source: str | None = None, field: str | None = None) -> None:
-        self.source = source
-        self.field = field
+        self.source = _mask(source) if source else source
+        self.field = _mask(field) if field else field
         prefix = ""
         if source:
             prefix += f"{source}: "
         if field:
             prefix += f"{field}: "
-        super().__init__(prefix + message)
+        super().__init__(_mask(prefix + message))
 
 
 class BackendNotInstalled(TokenStoreError, ImportError):
@@ -90,8 +99,8 @@ class ProviderError(TokenStoreError):
     transient: bool = False
 
     def __init__(self, message: str, *, source: str | None = None) -> None:
-        self.source = source
-        super().__init__(f"{source}: {message}" if source else message)
+        self.source = _mask(source) if source else source
+        super().__init__(_mask(f"{source}: {message}" if source else message))
 
 
 class SecretNotFound(ProviderError):

@@ -4,7 +4,7 @@ A token pasted where a name goes (``env: {var: EAAG...}``, a ``${VAR}`` holding 
 path, the ``app_secret:`` variable name) must never come back in an error message, a ``Token.source``, a log
 record or CLI output. Every such text passes :func:`mask_credentials` at the boundary: :class:`ConfigError`
 and :class:`ProviderError` messages, every backend's ``source`` label and ``Token.source``, and everything
-the CLI prints.
+the CLI prints, and the records of tokenstore's loggers (:class:`MaskingFilter`).
 
 The rule (:func:`looks_like_credential`), applied to every *word*: a maximal run of the characters tokens
 are made of (letters, digits and ``- _ . ~ + / =``; a word ends at a space, a quote, ``:``, ``#``, ``@``,
@@ -17,6 +17,8 @@ are made of (letters, digits and ``- _ . ~ + / =``; a word ends at a space, a qu
    spread like random text (Shannon entropy of at least 4.2 bits per character: base64 and Azure-style
    client secrets with ``~ . _ -`` inside).
 
+In a path (a word with ``/``) only the segments that are credentials are masked; a word that is a
+credential as a whole but none of whose segments is one (base64 with ``/`` inside) is masked whole.
 Names, paths, URLs, host names, ARNs, UUIDs, numeric ids and version numbers stay readable: their runs of
 letters and digits are short or hold no digit, and they do not look random. (A 32-hex-digit version id, as
 Azure Key Vault uses, is masked too: it cannot be told from an app secret.) A masked word is replaced by
@@ -26,13 +28,14 @@ value, so an operator can still tell which credential it was.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import Counter
 
 from ._token import fingerprint_of
 
-__all__ = ["looks_like_credential", "mask_credentials", "masked"]
+__all__ = ["MaskingFilter", "looks_like_credential", "mask_credentials", "masked", "masked_logger"]
 
 _WORD = re.compile(r"[A-Za-z0-9\-_.~+/=]{20,}")
 _RUN = re.compile(r"[A-Za-z0-9]{20,}")
@@ -68,7 +71,13 @@ def masked(value: str) -> str:
 
 def _replace(match: re.Match[str]) -> str:
     word = match.group(0)
-    return masked(word) if looks_like_credential(word) else word
+    if not looks_like_credential(word):
+        return word
+    if "/" in word:  # a path: mask the segments that are credentials, keep the rest readable
+        parts = word.split("/")
+        if any(looks_like_credential(part) for part in parts):
+            return "/".join(masked(part) if looks_like_credential(part) else part for part in parts)
+    return masked(word)  # one credential (base64 may hold "/" itself)
 
 
 def mask_credentials(text: str) -> str:
@@ -76,3 +85,38 @@ def mask_credentials(text: str) -> str:
     if len(text) < 20:
         return text
     return _WORD.sub(_replace, text)
+
+
+def _mask_arg(arg: object) -> object:
+    if isinstance(arg, str):
+        return mask_credentials(arg)
+    if isinstance(arg, (int, float, bool)) or arg is None:
+        return arg
+    return mask_credentials(str(arg))  # a Path, a URL object...: its text, masked
+
+
+class MaskingFilter(logging.Filter):
+    """Masks credential-looking words in a record's message and arguments (tokenstore's loggers carry it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            if isinstance(record.msg, str):
+                record.msg = mask_credentials(record.msg)
+            if isinstance(record.args, tuple):
+                record.args = tuple(_mask_arg(a) for a in record.args)
+            elif isinstance(record.args, dict):
+                record.args = {k: _mask_arg(v) for k, v in record.args.items()}
+        except Exception:  # a filter must never break logging; withhold the record's text rather than leak it
+            record.msg, record.args = "(log record withheld: it could not be masked)", ()
+        return True
+
+
+_FILTER = MaskingFilter()
+
+
+def masked_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` with the :class:`MaskingFilter` on it: what every tokenstore module logs to."""
+    log = logging.getLogger(name)
+    if _FILTER not in log.filters:
+        log.addFilter(_FILTER)
+    return log

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import abc
-import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ._errors import ConfigError, WriteConflict, WriteNotSupported
+from ._masking import mask_credentials, masked_logger
 from ._token import Token
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Backend", "TokenProvider", "check_expected", "expected_matches"]
 
-logger = logging.getLogger("tokenstore")
+logger = masked_logger("tokenstore")
 
 _B = TypeVar("_B", bound="Backend")
 #: backend class -> its view class (see Backend._view)
@@ -39,8 +39,19 @@ class TokenProvider(abc.ABC):
     any provider. A provider is a context manager (``with``/``async with``) that closes its clients.
     """
 
-    #: a label naming the store and path, never the value (e.g. ``vault:secret/whatsapp/prod#access_token``)
-    source: str = "?"
+    _source: str = "?"
+
+    @property
+    def source(self) -> str:
+        """A label naming the store and path, never the value (e.g. ``vault:secret/whatsapp/prod#access_token``).
+
+        It is built from config values, so a credential pasted where a name goes would end up in it: the
+        setter masks every credential-looking word (:func:`tokenstore.mask_credentials`)."""
+        return self._source
+
+    @source.setter
+    def source(self, value: str) -> None:
+        self._source = mask_credentials(value)
 
     @abc.abstractmethod
     def get_token(self) -> Token:

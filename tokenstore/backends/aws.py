@@ -49,6 +49,7 @@ from .._errors import (
     WriteConflict,
     WriteNotSupported,
 )
+from .._masking import masked_logger
 from .._parsing import json_object, new_token_value, token_from_text
 from .._provider import Backend, check_expected
 from .._registry import import_sdk
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AssumeRole", "AwsBackend"]
 
-logger = logging.getLogger("tokenstore.backends.aws")
+logger = masked_logger("tokenstore.backends.aws")
 
 T = TypeVar("T")
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
-import logging
 import re
 import threading
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from .._errors import (
     SecretNotFound,
     WriteNotSupported,
 )
+from .._masking import masked_logger
 from .._parsing import new_token_value, one_word
 from .._provider import Backend, check_expected
 from .._registry import import_sdk
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AzureBackend", "AzureCredentialConfig"]
 
-logger = logging.getLogger("tokenstore.backends.azure")
+logger = masked_logger("tokenstore.backends.azure")
 
 _OPTIONS = (
     "vault_url",

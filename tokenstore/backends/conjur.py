@@ -31,7 +31,6 @@ import base64
 import binascii
 import hmac
 import json
-import logging
 import re
 import ssl
 import threading
@@ -55,6 +54,7 @@ from .._errors import (
     TokenStoreError,
     WriteNotSupported,
 )
+from .._masking import masked_logger
 from .._parsing import json_object, new_token_value, string_under_key, token_from_text
 from .._provider import Backend, check_expected
 from .._token import Token
@@ -62,7 +62,7 @@ from .._version import __version__
 
 __all__ = ["ConjurBackend"]
 
-logger = logging.getLogger("tokenstore.backends.conjur")
+logger = masked_logger("tokenstore.backends.conjur")
 
 T = TypeVar("T")
 

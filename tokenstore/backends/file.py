@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import logging
 import os
 import stat
 import tempfile
@@ -32,13 +31,14 @@ except ImportError:  # pragma: no cover - not POSIX
 
 from .._config import Section
 from .._errors import AccessDenied, BackendUnavailable, SecretMalformed, SecretNotFound
+from .._masking import masked_logger
 from .._parsing import json_object, new_token_value, token_from_text
 from .._provider import Backend, check_expected
 from .._token import Token
 
 __all__ = ["FileBackend"]
 
-logger = logging.getLogger("tokenstore.backends.file")
+logger = masked_logger("tokenstore.backends.file")
 
 
 class FileBackend(Backend):

@@ -36,6 +36,7 @@ from .._errors import (
     SecretNotFound,
     WriteNotSupported,
 )
+from .._masking import masked_logger
 from .._parsing import json_object, new_token_value, token_from_text
 from .._provider import Backend, check_expected
 from .._registry import import_sdk
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["GcpBackend"]
 
-logger = logging.getLogger("tokenstore.backends.gcp")
+logger = masked_logger("tokenstore.backends.gcp")
 
 _SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 _PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:_-]*\Z")  # an id, a number, or a domain-scoped "example.com:id"

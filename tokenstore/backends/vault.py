@@ -37,7 +37,6 @@ fetch, not per request.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 import threading
 import time
@@ -58,6 +57,7 @@ from .._errors import (
     WriteConflict,
     WriteNotSupported,
 )
+from .._masking import masked_logger
 from .._parsing import new_token_value, string_under_key
 from .._provider import Backend, check_expected
 from .._registry import import_sdk
@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_KUBERNETES_JWT", "VaultAuth", "VaultBackend"]
 
-logger = logging.getLogger("tokenstore.backends.vault")
+logger = masked_logger("tokenstore.backends.vault")
 
 T = TypeVar("T")
 

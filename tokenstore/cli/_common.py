@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -57,6 +58,7 @@ __all__ = [
     "guarded",
     "non_negative",
     "output_file",
+    "plural",
     "port_number",
     "print_kv",
     "read_token_input",
@@ -189,6 +191,11 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
 def add_json_option(parser: argparse.ArgumentParser, help: str = "print one JSON object instead of text") -> None:
     """``--json``: exactly one JSON object on stdout, on success and on error (see the module docstring)."""
     parser.add_argument("--json", action="store_true", help=help)
+
+
+def plural(n: float, unit: str) -> str:
+    """``1 day``, ``2 days``, ``1.5 days``: a count with its unit, in good grammar."""
+    return f"{n:g} {unit}" if n == 1 else f"{n:g} {unit}s"
 
 
 def port_number(text: str) -> int:
@@ -328,22 +335,51 @@ def describe_error(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}: {exc} (please report this, with the command line)"
 
 
+class _LibraryWarnings(logging.Handler):
+    """Without ``-v``: holds the libraries' warning records while a command runs. They are printed as
+    ``tokenstore: warning: ...`` lines when it ends, or dropped when it fails: its one error line says what
+    went wrong (one message per failure; ``-v`` shows every record as it happens)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.messages.append(record.getMessage())
+        except Exception:
+            self.messages.append("(a log record could not be formatted)")
+
+
 def command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Run a command under the CLI's contract: every exception becomes one line on stderr and an exit code,
-    never a traceback; with ``--json`` exactly one JSON object is printed on stdout (see module docstring)."""
+    never a traceback; with ``--json`` exactly one JSON object is printed on stdout; library warnings
+    become ``tokenstore: warning:`` lines, one message per failure (see the module docstring)."""
 
     @functools.wraps(run)
     def wrapper(args: argparse.Namespace) -> int:
         _Run.error, _Run.emitted = None, False
         status = None
+        quiet = not (getattr(args, "verbose", 0) or getattr(args, "verbose_sub", 0))
+        held = _LibraryWarnings() if quiet else None
+        root = logging.getLogger()
+        if held is not None:
+            root.addHandler(held)
         try:
-            code = run(args)
-        except KeyboardInterrupt:
-            error("interrupted")
-            code, status = 130, "error"
-        except Exception as exc:
-            code, status = exit_code_for(exc), "error"
-            error(describe_error(exc))
+            try:
+                code = run(args)
+            except KeyboardInterrupt:
+                error("interrupted")
+                code, status = 130, "error"
+            except Exception as exc:
+                code, status = exit_code_for(exc), "error"
+                error(describe_error(exc))
+        finally:
+            if held is not None:
+                root.removeHandler(held)
+        if held is not None and _Run.error is None:
+            for message in dict.fromkeys(held.messages):  # each once, in order
+                warning(message)
         if getattr(args, "json", False) and not _Run.emitted:
             emit(args, {}, code=code, status=status)
         return code

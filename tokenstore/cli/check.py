@@ -22,6 +22,7 @@ from ._common import (
     command,
     emit,
     non_negative,
+    plural,
 )
 
 if TYPE_CHECKING:
@@ -37,11 +38,13 @@ exit codes:
   2  config or usage error (e.g. whatsapp.app_id or the app_secret: section missing)
   3  the secret store failed (the token or the app secret could not be read)
   4  the Graph API refused or failed the call (AppCredentialsError: the app id or secret was rejected)
-  5  warning: valid, but expires within --warn-days (default 7), or a short-lived USER token
+  5  warning: valid, but expires within --warn-days (default 7), a short-lived USER token, or
+     whatsapp.api_version ends within 90 days (or has ended: Meta's dates are in sender's table)
 
 --json prints one object on stdout: status ("ok", "warning", "problem" or "error"), exit_code, valid, type,
-app_id, scopes, whatsapp_business_messaging, waba_ids, issued_at, expires_at (null: never), never_expires,
-expires_in_seconds, expires_in_days, fingerprint, source, problems, warnings (and error, for status "error").
+app_id, scopes, whatsapp_business_messaging, waba_ids, issued_at, expires_at (null: never or unknown), never_expires,
+expires_in_seconds, expires_in_days, fingerprint, source, api_version, problems, warnings, error (null
+unless the check failed, or the token's error as debug_token gives it).
 A 60-day token is refreshed with `tokenstore refresh --if-expiring-within 7` (safe to run daily from cron).
 
 --all checks every tenant of the tenants: section instead (50 tenants per Graph batch call): one line per
@@ -75,7 +78,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def _days(delta: dt.timedelta) -> str:
     hours = max(0.0, delta.total_seconds() / 3600)
-    return f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.1f} days"
+    return plural(round(hours), "hour") if hours < 48 else f"{hours / 24:.1f} days"
 
 
 def assess(
@@ -91,9 +94,20 @@ def _when(value: dt.datetime | None, *, never: str = "never") -> str:
     return never if value is None else value.isoformat(timespec="seconds")
 
 
+def _expiry(info: TokenInfo, now: dt.datetime | None) -> tuple[str, str]:
+    """``expires_at`` and ``expires_in`` as text: "unknown" for a token Graph does not accept (debug_token
+    then says nothing trustworthy about its expiry), "never" only for a valid never-expiring one."""
+    if not info.is_valid and info.expires_at is None:
+        return "unknown", "unknown"
+    left = info.expires_in(now)
+    return _when(info.expires_at), "never" if left is None else (
+        "expired" if left.total_seconds() <= 0 else _days(left)
+    )
+
+
 def describe(info: TokenInfo, token: Token | None = None, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """The facts to print as text (no secret)."""
-    left = info.expires_in(now)
+    expires_at, expires_in = _expiry(info, now)
     return {
         "valid": info.is_valid,
         "type": info.type,
@@ -103,8 +117,8 @@ def describe(info: TokenInfo, token: Token | None = None, *, now: dt.datetime | 
         MESSAGING_SCOPE: MESSAGING_SCOPE in info.scopes,
         "waba_ids": list(info.waba_ids),
         "issued_at": _when(info.issued_at, never="-"),
-        "expires_at": _when(info.expires_at),
-        "expires_in": "never" if left is None else ("expired" if left.total_seconds() <= 0 else _days(left)),
+        "expires_at": expires_at,
+        "expires_in": expires_in,
         "fingerprint": info.fingerprint,
         "source": token.source if token is not None else None,
         "version": token.version if token is not None else None,
@@ -153,20 +167,24 @@ def inspect_token(
 
 
 def _check(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[tuple[str, Any]]]:
-    from sender import read_config, settings_from_config
+    from sender import api_version_warning, read_config, settings_from_config
 
     from .. import provider_from_config
 
     config, source = read_config(args.config)
-    settings = settings_from_config(config, source=source, require_phone_number_id=False)
+    settings = settings_from_config(config, source=source, require_phone_number_id=False, warn_api_version=False)
     with provider_from_config(config, source=source, cache=False) as provider:
         token = provider.get_token()
     info = inspect_token(token, config, settings, purpose="check")
     now = dt.datetime.now(dt.timezone.utc)
     problems, warnings = assess(info, app_id=settings.app_id, warn_days=args.warn_days, now=now)
+    version_notice = api_version_warning(settings.api_version, today=now.date())
+    if version_notice:
+        warnings.append(version_notice)
     code = EXIT_PROBLEM if problems else EXIT_WARNING if warnings else EXIT_OK
     status = {EXIT_OK: "ok", EXIT_WARNING: "warning", EXIT_PROBLEM: "problem"}[code]
     data = {"status": status, "exit_code": code, **describe_json(info, token, now=now)}
+    data["api_version"] = settings.api_version
     data.update(problems=problems, warnings=warnings)
     rows: list[tuple[str, Any]] = []
     for key, value in describe(info, token, now=now).items():

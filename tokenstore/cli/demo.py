@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             "whatsapp": {
                 "phone_number_id": sandbox.phone_number_id,
                 "base_url": sandbox.url,
-                "api_version": "v26.0",
+                "api_version": "v27.0",
                 "app_id": sandbox.app_id,
             },
             "token": {"backend": "file", "file": {"path": str(token_path)}, "cache": {"ttl": 300}},

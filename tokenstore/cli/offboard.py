@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "offboard", help=HELP, description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_config_option(parser)
-    parser.add_argument("--tenant", required=True, metavar="T", help="the tenant key (by default its WABA id)")
+    parser.add_argument("--tenant", metavar="T", help="the tenant key (by default its WABA id); required")
     parser.add_argument("--keep-secret", action="store_true", help="revoke the token but leave the secret in place")
     add_json_option(parser)
     parser.set_defaults(func=command(run))
@@ -42,12 +42,14 @@ def run(args: argparse.Namespace) -> int:
     from .. import InvalidTenantKey, check_tenant_key
     from .fleet import load_fleet
 
-    try:
-        tenant = check_tenant_key(args.tenant)
-    except InvalidTenantKey as exc:
-        raise UsageError(f"--tenant: {exc}") from None
     tenants, graph, _, _ = load_fleet(args.config, purpose="offboard")
     with graph, tenants:
+        if args.tenant is None:
+            raise UsageError("--tenant T is required: the tenant to offboard")
+        try:
+            tenant = check_tenant_key(args.tenant)
+        except InvalidTenantKey as exc:
+            raise UsageError(f"--tenant: {exc}") from None
         result = offboard_tenant(tenants, tenant, graph=graph, delete=not args.keep_secret)
     if result.delete_note and not args.keep_secret:
         warning(f"tenant {tenant}: {result.delete_note}")
