@@ -392,12 +392,13 @@ class TenantProviders:
 
     # -- listing --------------------------------------------------------------------------------------------
     def _from_names(self, names: Iterable[str]) -> list[str]:
-        template = self.template
-        assert template is not None
+        """The tenant keys among listed names: only those get_token would accept (the store's own rules too)."""
+        template, backend = self.template, self._backend
+        assert template is not None and backend is not None
         found: set[str] = set()
         for name in names:
             key = template.tenant_of(name)
-            if key is not None:
+            if key is not None and not backend.tenant_key_problem(key):
                 found.add(key)
         return sorted(found)
 
@@ -406,7 +407,8 @@ class TenantProviders:
         if self._backend is not None:
             assert self.template is not None
             t = self.template
-            return self._from_names(self._backend.list_names(t.option, t.prefix, t.suffix))
+            lister = self._backend.named(t.option, t.pattern)  # errors name the template, not a stand-in
+            return self._from_names(lister.list_names(t.option, t.prefix, t.suffix))
         if self._lister is not None:
             return sorted({check_tenant_key(k) for k in self._lister()})
         raise TypeError("these TenantProviders were given no way to list tenants (pass lister=)")
@@ -416,7 +418,8 @@ class TenantProviders:
         if self._backend is not None:
             assert self.template is not None
             t = self.template
-            return self._from_names(await self._backend.alist_names(t.option, t.prefix, t.suffix))
+            lister = self._backend.named(t.option, t.pattern)
+            return self._from_names(await lister.alist_names(t.option, t.prefix, t.suffix))
         import asyncio
 
         return await asyncio.to_thread(self.tenants)
