@@ -43,6 +43,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         SendError,
         ServerError,
         TemplateError,
+        TenantDisconnected,
         error_class_for,
     )
     from ._fleet import (
@@ -97,6 +98,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         validate_refreshed,
     )
     from ._retry import DEFAULT_RETRY_CODES, NEVER_RETRY_CODES, RetryPolicy
+    from ._tenants import AsyncTenantSender, TenantAuth, TenantSender
     from ._tokeninfo import adebug_token, debug_token
 
 __all__ = [
@@ -108,6 +110,7 @@ __all__ = [
     "AppCredentialsError",
     "AsyncGraphTokenClient",
     "AsyncSender",
+    "AsyncTenantSender",
     "AuthenticationError",
     "ConnectFailed",
     "DisconnectOutcome",
@@ -137,8 +140,11 @@ __all__ = [
     "SenderSettings",
     "ServerError",
     "TemplateError",
+    "TenantAuth",
     "TenantCheck",
+    "TenantDisconnected",
     "TenantRefresh",
+    "TenantSender",
     "TokenAuth",
     "TokenInfo",
     "__version__",
@@ -208,6 +214,7 @@ _LAZY: dict[str, str] = {
     "SendError": "._exceptions",
     "ServerError": "._exceptions",
     "TemplateError": "._exceptions",
+    "TenantDisconnected": "._exceptions",
     "error_class_for": "._exceptions",
     "DisconnectOutcome": "._fleet",
     "FleetCheck": "._fleet",
@@ -262,6 +269,9 @@ _LAZY: dict[str, str] = {
     "DEFAULT_RETRY_CODES": "._retry",
     "NEVER_RETRY_CODES": "._retry",
     "RetryPolicy": "._retry",
+    "AsyncTenantSender": "._tenants",
+    "TenantAuth": "._tenants",
+    "TenantSender": "._tenants",
     "adebug_token": "._tokeninfo",
     "debug_token": "._tokeninfo",
 }

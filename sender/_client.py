@@ -103,6 +103,7 @@ class _BaseSender:
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
         owns_providers: bool = False,
+        auth: TokenAuth | None = None,
     ) -> None:
         if not isinstance(provider, TokenProvider):
             raise TypeError("provider must be a tokenstore.TokenProvider (e.g. tokenstore.load_provider(...))")
@@ -132,7 +133,14 @@ class _BaseSender:
         self.pacer = Pacer(pacing) if isinstance(pacing, PacingPolicy) and pacing.enabled else None
         if isinstance(pacing, Pacer):
             self.pacer = pacing
-        self.auth = TokenAuth(provider, app_secret=self.app_secret, timed=appsecret_proof == "timed")
+        if auth is not None and auth.provider is not provider:
+            raise ValueError("auth must ask the sender's own provider")
+        #: the token flow; ``auth=`` gives one of your own (a TokenAuth subclass over the same provider)
+        self.auth = (
+            auth
+            if auth is not None
+            else TokenAuth(provider, app_secret=self.app_secret, timed=appsecret_proof == "timed")
+        )
         self.messages_url = f"{self.base_url}/{api_version}/{phone_number_id}/messages"
         self._what = f"POST /{api_version}/{phone_number_id}/messages"
         if timeout is None:

@@ -467,3 +467,31 @@ def test_vault_fleet_check_refresh_offboard(
     assert code == 0
     with fleet.tenants() as t:
         assert t.tenants() == sorted([tenants["a"], tenants["b"]])
+
+
+def test_tenants_list_shows_disconnected_tenants(fleet: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
+    stays = fleet.add("stays")
+    leaves = fleet.add("leaves")
+    with fleet.tenants() as tenants:
+        sender.mark_disconnected(tenants, leaves, graph=None, at=1_800_000_000)
+    code, out, err = run_cli(fleet, capsys, "tenants", "list", "--json")
+    rows = {r["tenant"]: r for r in json.loads(out)["tenants"]}
+    assert code == 5 and rows[stays]["disconnected"] is None
+    assert rows[leaves]["disconnected"] == {"reason": "PARTNER_APP_UNINSTALLED", "since": "2027-01-15T08:00:00+00:00"}
+    code, out, err = run_cli(fleet, capsys, "tenants", "list")
+    assert re.search(rf"^{leaves}:.*\[disconnected: PARTNER_APP_UNINSTALLED since 2027-01-15", out, re.M)
+    assert "1 tenant(s) are disconnected" in err
+
+
+def test_tenant_sender_refuses_a_disconnected_tenant_before_any_request(fleet: Fleet) -> None:
+    tenant = fleet.add("gone")
+    number = fleet.sandbox.business(tenant).phone_number_id
+    data = yaml.safe_load(fleet.config.read_text())
+    data["tenants"]["numbers"] = {number: tenant}
+    with tokenstore.tenants_from_config(data) as tenants:
+        sender.mark_disconnected(tenants, tenant, graph=None)
+        with sender.TenantSender(tenants, base_url=fleet.sandbox.url) as senders:
+            with pytest.raises(sender.TenantDisconnected, match="PARTNER_APP_UNINSTALLED") as info:
+                senders.for_number(number).send_text("15551234567", "hi")
+    assert info.value.tenant == tenant
+    assert fleet.sandbox.route_counts()["messages"] == 0
