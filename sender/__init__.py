@@ -65,6 +65,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         AppCredentialsError,
         AsyncGraphTokenClient,
         GraphTokenClient,
+        SignupCodeRejected,
         app_secret_provider_from_config,
         graph_client_from_config,
     )
@@ -82,6 +83,14 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         text_message,
     )
     from ._models import InvalidTokenReason, IssuedToken, SendResult, TokenInfo
+    from ._onboard import (
+        OnboardedTenant,
+        Onboarding,
+        OnboardingRefused,
+        onboard,
+        revoke_replaced_tokens,
+        validate_business_token,
+    )
     from ._pacing import Pacer, PacingPolicy
     from ._redact import RedactingFilter, install_log_redaction, redact_text, redact_url
     from ._redirect import RedirectTransport
@@ -122,6 +131,9 @@ __all__ = [
     "IssuedToken",
     "NetworkError",
     "OffboardResult",
+    "OnboardedTenant",
+    "Onboarding",
+    "OnboardingRefused",
     "OutcomeUnknown",
     "Pacer",
     "PacingPolicy",
@@ -139,6 +151,7 @@ __all__ = [
     "Sender",
     "SenderSettings",
     "ServerError",
+    "SignupCodeRejected",
     "TemplateError",
     "TenantAuth",
     "TenantCheck",
@@ -173,6 +186,7 @@ __all__ = [
     "mark_disconnected",
     "media_message",
     "offboard_tenant",
+    "onboard",
     "reaction_message",
     "read_config",
     "read_receipt",
@@ -180,9 +194,11 @@ __all__ = [
     "redact_url",
     "refresh_stored_token",
     "refresh_tenants",
+    "revoke_replaced_tokens",
     "settings_from_config",
     "template_message",
     "text_message",
+    "validate_business_token",
     "validate_current",
     "validate_refreshed",
     "worst_exit_code",
@@ -232,6 +248,7 @@ _LAZY: dict[str, str] = {
     "AppCredentialsError": "._lifecycle",
     "AsyncGraphTokenClient": "._lifecycle",
     "GraphTokenClient": "._lifecycle",
+    "SignupCodeRejected": "._lifecycle",
     "app_secret_provider_from_config": "._lifecycle",
     "graph_client_from_config": "._lifecycle",
     "button_message": "._messages",
@@ -249,6 +266,12 @@ _LAZY: dict[str, str] = {
     "IssuedToken": "._models",
     "SendResult": "._models",
     "TokenInfo": "._models",
+    "OnboardedTenant": "._onboard",
+    "Onboarding": "._onboard",
+    "OnboardingRefused": "._onboard",
+    "onboard": "._onboard",
+    "revoke_replaced_tokens": "._onboard",
+    "validate_business_token": "._onboard",
     "Pacer": "._pacing",
     "PacingPolicy": "._pacing",
     "RedactingFilter": "._redact",

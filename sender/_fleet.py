@@ -179,8 +179,14 @@ class FleetCheck:
 
 
 def _read_fresh(tenants: TenantStore, tenant: str) -> Token:
+    """The tenant's token as the store holds it now: read through the store behind the tenant's cache (a
+    failing store raises instead of a cached token being served stale), and the cache told to forget."""
+    provider = tenants.provider(tenant)
+    inner = getattr(provider, "inner", None)
+    store = inner if isinstance(inner, TokenProvider) else provider
     tenants.invalidate(tenant)
-    return tenants.get_token(tenant)
+    store.invalidate()
+    return store.get_token()
 
 
 def read_tokens(

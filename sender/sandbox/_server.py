@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from tokenstore._config import is_loopback_host
 
-from ._business import Business, PhoneNumber
+from ._business import BUSINESS_SCOPES, Business, PhoneNumber
 from ._clock import Clock, ManualClock, SystemClock
 from ._events import uninstall as uninstall_waba
 from ._graph import Call, Reply, graph_error
@@ -393,6 +393,43 @@ class Sandbox:
     def business_tokens(self, waba_id: str) -> list[TokenRecord]:
         """Every token that acts for this business, oldest first (copies; values are not shown in reprs)."""
         return self.state.business_tokens(waba_id)
+
+    def signup_code(
+        self,
+        waba_ids: str | Iterable[str] | None = None,
+        *,
+        numbers: int = 1,
+        name: str | None = None,
+        scopes: Iterable[str] | None = None,
+        token_expires_in: float | None = SIXTY_DAYS,
+        app_id: str | None = None,
+        value: str | None = None,
+    ) -> str:
+        """An Embedded Signup code (single use, 30 s on the sandbox clock) for these WABAs, or for a new business
+        with ``numbers`` phone numbers; the exchange issues a token scoped to them (``token_expires_in``
+        seconds, None: never; ``scopes``: default the business scopes). Find the new business with
+        :meth:`signup_wabas`."""
+        from .routes.signup import new_signup_code
+
+        ids = [waba_ids] if isinstance(waba_ids, str) else (list(waba_ids) if waba_ids is not None else None)
+        code, _ = new_signup_code(
+            self.state,
+            waba_ids=ids,
+            numbers=numbers,
+            name=name,
+            scopes=tuple(scopes) if scopes is not None else BUSINESS_SCOPES,
+            token_expires_in=token_expires_in,
+            app_id=app_id,
+            value=value,
+        )
+        return code
+
+    def signup_wabas(self, code: str) -> tuple[str, ...]:
+        """The WABA ids an Embedded Signup code stands for."""
+        record = self.state.signup_codes.get(code)
+        if record is None:
+            raise KeyError("no such signup code")
+        return record.waba_ids
 
     def add_template(self, name: str, languages: Iterable[str] = ("en_US",)) -> None:
         with self.state.lock:

@@ -26,6 +26,7 @@ from ._business import (
 )
 from ._clock import Clock
 from ._graph import Call, Reply, graph_error
+from ._signup import SignupCodes
 from ._tokens import AppRecord, TokenRecord, TokenRegistry
 
 __all__ = ["MESSAGING_SCOPE", "Fault", "ReceivedMessage", "RequestRecord", "SandboxState"]
@@ -153,6 +154,8 @@ class SandboxState:
         self.event_hooks: list[Callable[[dict[str, Any]], None]] = []
         #: batch items answered, per route (``POST /{version}/``)
         self.batch_items: collections.Counter[str] = collections.Counter()
+        #: Embedded Signup codes (see ``routes/signup.py``)
+        self.signup_codes = SignupCodes()
 
     @property
     def waba_id(self) -> str:

@@ -180,11 +180,7 @@ def test_an_invalid_token_replaced_meanwhile_is_judged_by_the_new_one(fleet: Fle
             return self.inner.tenants()
 
         def get_token(self, key: str) -> tokenstore.Token:
-            self.reads += 1
-            token = self.inner.get_token(key)
-            if self.reads == 1:
-                fleet.write(tenant, new)
-            return token
+            return self.inner.get_token(key)
 
         def put_token(self, key: str, value: str) -> str | None:
             return self.inner.put_token(key, value)
@@ -193,7 +189,19 @@ def test_an_invalid_token_replaced_meanwhile_is_judged_by_the_new_one(fleet: Fle
             self.inner.invalidate(key, token)
 
         def provider(self, key: str) -> tokenstore.TokenProvider:
-            return self.inner.provider(key)
+            racing = self
+
+            class Store(tokenstore.TokenProvider):
+                source = "racing"
+
+                def get_token(self) -> tokenstore.Token:
+                    racing.reads += 1
+                    token = FileBackend(fleet.path(key)).get_token()
+                    if racing.reads == 1:
+                        fleet.write(tenant, new)
+                    return token
+
+            return Store()
 
     with fleet.tenants() as tenants, fleet.graph() as graph:
         report = sender.check_tenants(Racing(tenants), graph)

@@ -391,8 +391,11 @@ def command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
 guarded = command
 
 
-def read_token_input(stdin: IO[str], *, prompt: str, command: str, header_safe: bool = False) -> str:
-    """One token typed at a hidden prompt (on a terminal) or piped on stdin; never from argv.
+def read_token_input(
+    stdin: IO[str], *, prompt: str, command: str, header_safe: bool = False, what: str = "access token"
+) -> str:
+    """One token (or another secret: ``what``) typed at a hidden prompt (on a terminal) or piped on stdin; never
+    from argv.
 
     Raises ValueError with a message that never contains the input. ``header_safe`` also refuses control and
     non-ASCII characters (a value that could not travel in an HTTP header).
@@ -401,10 +404,11 @@ def read_token_input(stdin: IO[str], *, prompt: str, command: str, header_safe: 
 
     value = getpass.getpass(prompt) if stdin.isatty() else stdin.read()
     value = value.strip()
+    noun = "token" if what == "access token" else what
     if not value:
-        raise ValueError(f"no token given: pipe it on stdin (tokenstore {command} < file) or type it at the prompt")
+        raise ValueError(f"no {noun} given: pipe it on stdin (tokenstore {command} < file) or type it at the prompt")
     if any(c.isspace() for c in value):
-        raise ValueError("the input holds more than one word: give exactly one access token")
+        raise ValueError(f"the input holds more than one word: give exactly one {what}")
     if header_safe and not (value.isascii() and value.isprintable()):
-        raise ValueError("the input holds control or non-ASCII characters: give exactly one access token")
+        raise ValueError(f"the input holds control or non-ASCII characters: give exactly one {what}")
     return value
