@@ -129,6 +129,10 @@ class SandboxState:
         self.requests: list[RequestRecord] = []
         self.stopping = threading.Event()
         self._seq = 0
+        from ._webhooks import WebhookSender
+
+        #: signed status webhooks to a registered callback URL (see ``sender.sandbox._webhooks``)
+        self.webhooks = WebhookSender(self)
 
     # -- faults ---------------------------------------------------------------------------------------------
     def queue(self, fault: Fault) -> None:
@@ -166,7 +170,8 @@ class SandboxState:
                 at=self.clock(),
             )
             self.received.append(message)
-            return message
+        self.webhooks.on_message(message)
+        return message
 
     def record_request(self, call: Call, route: str, reply: Reply | None, token_fingerprint: str | None) -> None:
         path = redact_url(call.path + ("?" + "&".join(f"{k}={v}" for k, v in call.query.items()) if call.query else ""))
