@@ -24,6 +24,15 @@ Run it (``pip install whatsapp-tokenstore fastapi uvicorn``)::
 
 ``GET /healthz`` says the process is up; ``GET /metrics/token`` returns the token layer's counters per
 provider (cache hits, misses, refreshes, stale serves, store errors, invalidations, 190 resends).
+
+Webhooks (when the config has a ``webhook:`` or ``app_secret:`` section): ``GET /webhook`` answers Meta's
+subscription handshake (200 with ``hub.challenge``, 403 on a wrong verify token); ``POST /webhook`` reads the
+body raw, checks ``X-Hub-Signature-256`` with the app secret from the store (401 when it does not match; a
+reset app secret is picked up without a restart) and feeds the statuses to a ``sender.Reconciler``. Every
+send carries a ``biz_opaque_callback_data`` reference (the caller's, or a generated one, returned as
+``reference`` even with a 504), and ``GET /messages/outcome/{reference}`` tells what the status webhooks
+said about it: after a 504, ask there instead of resending blind. ``PARTNER_APP_UNINSTALLED`` reaches
+``on_account_update`` (pass your own to ``create_app``: the tenant-disconnect hook).
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -80,19 +89,45 @@ def error_response(error: Exception) -> JSONResponse:
     return _problem(502, error)
 
 
-def create_app(config: str | os.PathLike[str] | None = None) -> FastAPI:
+def log_account_update(event: sender.AccountUpdateEvent) -> None:
+    """The default ``on_account_update``: log it (replace it to mark the tenant disconnected)."""
+    logger.warning("account_update %s for WABA %s", event.event, event.account_waba_id)
+
+
+def create_app(
+    config: str | os.PathLike[str] | None = None,
+    *,
+    on_account_update: sender.EventHook | None = log_account_update,
+) -> FastAPI:
     """The service. ``config``: the config file (default: ``$TOKENSTORE_CONFIG``, then ./tokenstore.yaml).
 
-    Nothing is read or connected here: the lifespan builds the sender when the server starts, so a bad
-    config fails the start-up with an error naming the file and field.
+    Nothing is read or connected here: the lifespan builds the sender (and the webhook verifier) when the
+    server starts, so a bad config fails the start-up with an error naming the file and field.
+    ``on_account_update``: called with every verified ``account_update`` event (``PARTNER_APP_UNINSTALLED``:
+    the customer removed the app).
     """
+    reconciler = sender.Reconciler()
+
+    def on_status(event: sender.WebhookEvent) -> None:
+        if isinstance(event, sender.StatusEvent):
+            logger.info("status %s for %s (%s)", event.status, event.message_id, event.biz_opaque_callback_data)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        data = tokenstore.load_config(config)
         async with sender.AsyncSender.from_config(config) as whatsapp:
             app.state.sender = whatsapp
+            app.state.reconciler = reconciler
+            app.state.webhooks = None
             logger.info("sending as phone number %s through %s", whatsapp.phone_number_id, whatsapp.provider.source)
-            yield
+            if "webhook" not in data and "app_secret" not in data:
+                yield
+            else:
+                async with sender.WebhookVerifier.from_config(config) as verifier:
+                    app.state.webhooks = sender.WebhookASGI(
+                        verifier, on_event=on_status, on_account_update=on_account_update, reconciler=reconciler
+                    )
+                    yield
         logger.info("sender closed")
 
     app = FastAPI(title="WhatsApp template sender", lifespan=lifespan)
@@ -100,23 +135,61 @@ def create_app(config: str | os.PathLike[str] | None = None) -> FastAPI:
     @app.post("/messages/template")
     async def send_template(message: TemplateMessage, request: Request) -> Any:
         whatsapp: sender.AsyncSender = request.app.state.sender
+        reference = message.biz_opaque_callback_data or reconciler.new_reference("tpl")
         try:
             result = await whatsapp.send_template(
                 message.to,
                 message.template,
                 language=message.language,
                 components=message.components,
-                biz_opaque_callback_data=message.biz_opaque_callback_data,
+                biz_opaque_callback_data=reference,
             )
         except (sender.SendError, tokenstore.TokenStoreError) as exc:
             logger.warning("template %r not sent: %s", message.template, type(exc).__name__)
-            return error_response(exc)
+            answer = error_response(exc)
+            if isinstance(exc, sender.OutcomeUnknown):  # GET /messages/outcome/{reference} settles it
+                answer = _problem(
+                    504, exc, note="the message may have been sent: do not retry blindly", reference=reference
+                )
+            return answer
         return {
             "message_id": result.message_id,
             "wa_id": result.wa_id,
             "message_status": result.message_status,
             "attempts": result.attempts,
+            "reference": reference,
         }
+
+    @app.get("/messages/outcome/{reference}")
+    async def outcome(reference: str, wait: float = 0) -> Any:
+        """What the status webhooks said about a send (``wait``: up to this many seconds for one to come)."""
+        status = await reconciler.await_status(reference, min(max(wait, 0), 30))
+        if status is None:
+            return JSONResponse({"reference": reference, "status": "unknown"}, status_code=404)
+        return {
+            "reference": reference,
+            "status": status.status,
+            "message_id": status.message_id,
+            "error_code": status.error_code,
+            "error_title": status.error_title,
+        }
+
+    @app.get("/webhook")
+    async def webhook_handshake(request: Request) -> Response:
+        """Meta's subscription handshake: 200 with hub.challenge, 403 on a wrong verify token."""
+        return await _webhook(request)
+
+    @app.post("/webhook")
+    async def webhook_delivery(request: Request) -> Response:
+        """Meta's deliveries, verified over the raw body: 200, 401 on a bad signature, 413 when too large."""
+        return await _webhook(request)
+
+    async def _webhook(request: Request) -> Response:
+        webhooks: sender.WebhookASGI | None = request.app.state.webhooks
+        if webhooks is None:
+            return JSONResponse({"error": "webhooks are not configured (webhook: / app_secret:)"}, status_code=404)
+        answer: Response = (await webhooks.answer_request(request)).to_starlette()
+        return answer
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -22,6 +22,16 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
     from ._auth import TokenAuth, appsecret_proof
     from ._client import AsyncSender, Sender
     from ._config import DEFAULT_API_VERSION, DEFAULT_BASE_URL, SenderSettings, settings_from_config
+    from ._events import (
+        AccountUpdateEvent,
+        MessageEvent,
+        Pricing,
+        StatusError,
+        StatusEvent,
+        UnknownEvent,
+        WebhookEvent,
+        parse_events,
+    )
     from ._exceptions import (
         AuthenticationError,
         ConnectFailed,
@@ -53,33 +63,54 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
     )
     from ._models import InvalidTokenReason, IssuedToken, SendResult, TokenInfo
     from ._pacing import Pacer, PacingPolicy
+    from ._reconcile import Reconciler
     from ._redact import RedactingFilter, install_log_redaction, redact_text, redact_url
     from ._redirect import RedirectTransport
     from ._retry import DEFAULT_RETRY_CODES, NEVER_RETRY_CODES, RetryPolicy
     from ._tokeninfo import adebug_token, debug_token
+    from ._webhook_asgi import WebhookASGI
+    from ._webhook_handler import EventHook, WebhookHandler, WebhookResponse
+    from ._webhook_wsgi import WebhookWSGI
+    from ._webhooks import (
+        InvalidPayload,
+        InvalidSignature,
+        PayloadTooLarge,
+        SubscriptionRefused,
+        WebhookError,
+        WebhookSettings,
+        WebhookVerifier,
+    )
 
 __all__ = [
     "DEFAULT_API_VERSION",
     "DEFAULT_BASE_URL",
     "DEFAULT_RETRY_CODES",
     "NEVER_RETRY_CODES",
+    "AccountUpdateEvent",
     "AppCredentialsError",
     "AsyncGraphTokenClient",
     "AsyncSender",
     "AuthenticationError",
     "ConnectFailed",
+    "EventHook",
     "GraphTokenClient",
+    "InvalidPayload",
     "InvalidRequest",
+    "InvalidSignature",
     "InvalidTokenReason",
     "IssuedToken",
+    "MessageEvent",
     "NetworkError",
     "OutcomeUnknown",
     "Pacer",
     "PacingPolicy",
+    "PayloadTooLarge",
     "PermissionDenied",
     "PolicyBlocked",
+    "Pricing",
     "RateLimited",
     "RecipientError",
+    "Reconciler",
     "RedactingFilter",
     "RedirectTransport",
     "RetryPolicy",
@@ -88,9 +119,21 @@ __all__ = [
     "Sender",
     "SenderSettings",
     "ServerError",
+    "StatusError",
+    "StatusEvent",
+    "SubscriptionRefused",
     "TemplateError",
     "TokenAuth",
     "TokenInfo",
+    "UnknownEvent",
+    "WebhookASGI",
+    "WebhookError",
+    "WebhookEvent",
+    "WebhookHandler",
+    "WebhookResponse",
+    "WebhookSettings",
+    "WebhookVerifier",
+    "WebhookWSGI",
     "__version__",
     "adebug_token",
     "appsecret_proof",
@@ -104,6 +147,7 @@ __all__ = [
     "list_message",
     "location_message",
     "media_message",
+    "parse_events",
     "reaction_message",
     "read_receipt",
     "redact_text",
@@ -167,6 +211,27 @@ _LAZY: dict[str, str] = {
     "RetryPolicy": "._retry",
     "adebug_token": "._tokeninfo",
     "debug_token": "._tokeninfo",
+    "AccountUpdateEvent": "._events",
+    "MessageEvent": "._events",
+    "Pricing": "._events",
+    "StatusError": "._events",
+    "StatusEvent": "._events",
+    "UnknownEvent": "._events",
+    "WebhookEvent": "._events",
+    "parse_events": "._events",
+    "Reconciler": "._reconcile",
+    "WebhookASGI": "._webhook_asgi",
+    "EventHook": "._webhook_handler",
+    "WebhookHandler": "._webhook_handler",
+    "WebhookResponse": "._webhook_handler",
+    "WebhookWSGI": "._webhook_wsgi",
+    "InvalidPayload": "._webhooks",
+    "InvalidSignature": "._webhooks",
+    "PayloadTooLarge": "._webhooks",
+    "SubscriptionRefused": "._webhooks",
+    "WebhookError": "._webhooks",
+    "WebhookSettings": "._webhooks",
+    "WebhookVerifier": "._webhooks",
 }
 
 
