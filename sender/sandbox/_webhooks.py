@@ -244,6 +244,13 @@ class WebhookSender:
             raise RuntimeError("no webhook callback URL is registered: call subscribe_webhook(url) first")
         return self._enqueue("custom", payload)
 
+    def deliver_event(self, payload: Mapping[str, Any]) -> WebhookDelivery | None:
+        """Deliver an event the sandbox produced (an uninstall's ``account_update``) when a callback URL is
+        registered; without one, nothing (no app subscribed, as at Meta). Usable as a sandbox event hook."""
+        if self.url is None:
+            return None
+        return self._enqueue("custom", payload)
+
     def _enqueue(
         self,
         kind: str,

@@ -181,3 +181,14 @@ def test_control_routes(sandbox: Sandbox, store: Store, receiver: Receiver, app_
         assert control.post("/_sandbox/webhook", json={"url": "http://10.0.0.1/x"}).status_code == 400
     assert receiver.reconciler.status("ref-x").error_code == 131049  # type: ignore[union-attr]
     assert len(receiver.updates) == 1
+
+
+def test_deliver_event_needs_a_subscription(sandbox: Sandbox, receiver: Receiver) -> None:
+    hooks = sandbox.state.webhooks
+    assert hooks.deliver_event(account_update_payload("PARTNER_APP_INSTALLED", waba_id="1")) is not None
+    assert sandbox.wait_for_webhooks(10)
+    assert [u.installed for u in receiver.updates] == [True]
+    hooks.url = None
+    assert hooks.deliver_event(account_update_payload(waba_id="2")) is None
+    with pytest.raises(RuntimeError, match="no webhook callback URL"):
+        sandbox.emit_webhook(account_update_payload(waba_id="3"))
