@@ -30,6 +30,16 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         read_config,
         settings_from_config,
     )
+    from ._events import (
+        AccountUpdateEvent,
+        MessageEvent,
+        Pricing,
+        StatusError,
+        StatusEvent,
+        UnknownEvent,
+        WebhookEvent,
+        parse_events,
+    )
     from ._exceptions import (
         AuthenticationError,
         ConnectFailed,
@@ -92,6 +102,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         validate_business_token,
     )
     from ._pacing import Pacer, PacingPolicy
+    from ._reconcile import Reconciler
     from ._redact import RedactingFilter, install_log_redaction, redact_text, redact_url
     from ._redirect import RedirectTransport
     from ._refresh import (
@@ -109,6 +120,18 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
     from ._retry import DEFAULT_RETRY_CODES, NEVER_RETRY_CODES, RetryPolicy
     from ._tenants import AsyncTenantSender, TenantAuth, TenantSender
     from ._tokeninfo import adebug_token, debug_token
+    from ._webhook_asgi import WebhookASGI
+    from ._webhook_handler import EventHook, WebhookHandler, WebhookResponse
+    from ._webhook_wsgi import WebhookWSGI
+    from ._webhooks import (
+        InvalidPayload,
+        InvalidSignature,
+        PayloadTooLarge,
+        SubscriptionRefused,
+        WebhookError,
+        WebhookSettings,
+        WebhookVerifier,
+    )
 
 __all__ = [
     "API_VERSION_END_OF_AVAILABILITY",
@@ -116,6 +139,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_RETRY_CODES",
     "NEVER_RETRY_CODES",
+    "AccountUpdateEvent",
     "AppCredentialsError",
     "AsyncGraphTokenClient",
     "AsyncSender",
@@ -123,12 +147,16 @@ __all__ = [
     "AuthenticationError",
     "ConnectFailed",
     "DisconnectOutcome",
+    "EventHook",
     "FleetCheck",
     "FleetRefresh",
     "GraphTokenClient",
+    "InvalidPayload",
     "InvalidRequest",
+    "InvalidSignature",
     "InvalidTokenReason",
     "IssuedToken",
+    "MessageEvent",
     "NetworkError",
     "OffboardResult",
     "OnboardedTenant",
@@ -137,10 +165,13 @@ __all__ = [
     "OutcomeUnknown",
     "Pacer",
     "PacingPolicy",
+    "PayloadTooLarge",
     "PermissionDenied",
     "PolicyBlocked",
+    "Pricing",
     "RateLimited",
     "RecipientError",
+    "Reconciler",
     "RedactingFilter",
     "RedirectTransport",
     "RefreshRefused",
@@ -152,6 +183,9 @@ __all__ = [
     "SenderSettings",
     "ServerError",
     "SignupCodeRejected",
+    "StatusError",
+    "StatusEvent",
+    "SubscriptionRefused",
     "TemplateError",
     "TenantAuth",
     "TenantCheck",
@@ -160,6 +194,15 @@ __all__ = [
     "TenantSender",
     "TokenAuth",
     "TokenInfo",
+    "UnknownEvent",
+    "WebhookASGI",
+    "WebhookError",
+    "WebhookEvent",
+    "WebhookHandler",
+    "WebhookResponse",
+    "WebhookSettings",
+    "WebhookVerifier",
+    "WebhookWSGI",
     "__version__",
     "account_update_of",
     "adebug_token",
@@ -187,6 +230,7 @@ __all__ = [
     "media_message",
     "offboard_tenant",
     "onboard",
+    "parse_events",
     "reaction_message",
     "read_config",
     "read_receipt",
@@ -297,6 +341,27 @@ _LAZY: dict[str, str] = {
     "TenantSender": "._tenants",
     "adebug_token": "._tokeninfo",
     "debug_token": "._tokeninfo",
+    "AccountUpdateEvent": "._events",
+    "MessageEvent": "._events",
+    "Pricing": "._events",
+    "StatusError": "._events",
+    "StatusEvent": "._events",
+    "UnknownEvent": "._events",
+    "WebhookEvent": "._events",
+    "parse_events": "._events",
+    "Reconciler": "._reconcile",
+    "WebhookASGI": "._webhook_asgi",
+    "EventHook": "._webhook_handler",
+    "WebhookHandler": "._webhook_handler",
+    "WebhookResponse": "._webhook_handler",
+    "WebhookWSGI": "._webhook_wsgi",
+    "InvalidPayload": "._webhooks",
+    "InvalidSignature": "._webhooks",
+    "PayloadTooLarge": "._webhooks",
+    "SubscriptionRefused": "._webhooks",
+    "WebhookError": "._webhooks",
+    "WebhookSettings": "._webhooks",
+    "WebhookVerifier": "._webhooks",
 }
 
 

@@ -646,9 +646,9 @@ def _field(event: Any, name: str) -> Any:
 
 
 def account_update_of(event: Any) -> tuple[str | None, str | None]:
-    """``(event name, WABA id)`` of an ``account_update`` event: a typed event with ``event`` and
-    ``waba_id`` attributes, the change's ``value`` mapping, or a whole webhook payload (its first
-    ``account_update`` change)."""
+    """``(event name, WABA id)`` of an ``account_update`` event: a :class:`sender.AccountUpdateEvent`
+    (``event``, ``account_waba_id``), any object with ``event`` and ``waba_id``, the change's ``value``
+    mapping (``waba_info.waba_id``), or a whole webhook payload (its first ``account_update`` change)."""
     if isinstance(event, Mapping) and isinstance(event.get("entry"), list):
         for entry in event["entry"]:
             if not isinstance(entry, Mapping):
@@ -662,10 +662,12 @@ def account_update_of(event: Any) -> tuple[str | None, str | None]:
                         return name, waba or (str(entry_id) if entry_id is not None else None)
         return None, None
     name = _field(event, "event")
-    waba = _field(event, "waba_id")
+    waba = _field(event, "account_waba_id")  # sender.AccountUpdateEvent: its entry id may be another object's
     info = _field(event, "waba_info")
     if waba is None and info is not None:
         waba = _field(info, "waba_id")
+    if waba is None:
+        waba = _field(event, "waba_id")
     return (name if isinstance(name, str) else None), (str(waba) if waba is not None else None)
 
 

@@ -3,9 +3,9 @@
 A customer who removes the app in Business Settings (:func:`uninstall`) makes every token of its business
 die at once (Graph's 190 with subcode 458, "the user has not authorized application") and Meta sends the
 app an ``account_update`` webhook with ``PARTNER_APP_UNINSTALLED``. The sandbox builds that payload in
-Meta's shape (:func:`account_update_event`), keeps it in ``SandboxState.events`` and hands it to every hook
-in ``SandboxState.event_hooks`` (``Sandbox.add_event_hook(fn)``): a webhook delivery (signing and POSTing
-it to an app's callback URL) is wired there. No token is ever part of an event.
+Meta's shape (:func:`~sender.sandbox.account_update_payload`), keeps it in ``SandboxState.events`` and hands
+it to every hook in ``SandboxState.event_hooks`` (``Sandbox.add_event_hook(fn)``); the first is the webhook
+delivery, which signs and POSTs it to the app's callback URL when one is subscribed. No token is ever part of an event.
 """
 
 from __future__ import annotations
@@ -13,31 +13,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ._webhooks import account_update_payload
+
 if TYPE_CHECKING:
     from ._state import SandboxState
 
-__all__ = ["account_update_event", "emit_event", "tokens_of_waba", "uninstall"]
+__all__ = ["emit_event", "tokens_of_waba", "uninstall"]
 
 logger = logging.getLogger("sender.sandbox")
-
-
-def account_update_event(
-    waba_id: str, event: str, *, app_id: str, at: int, owner_business_id: str | None = None
-) -> dict[str, Any]:
-    """An ``account_update`` webhook payload (``PARTNER_APP_UNINSTALLED`` / ``PARTNER_APP_INSTALLED``)."""
-    waba_info: dict[str, Any] = {"waba_id": waba_id, "partner_app_id": app_id}
-    if owner_business_id:
-        waba_info["owner_business_id"] = owner_business_id
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": waba_id,
-                "time": at,
-                "changes": [{"field": "account_update", "value": {"event": event, "waba_info": waba_info}}],
-            }
-        ],
-    }
 
 
 def tokens_of_waba(state: SandboxState, waba_id: str) -> list[str]:
@@ -68,6 +51,13 @@ def uninstall(state: SandboxState, waba_id: str) -> tuple[int, dict[str, Any]]:
         if record is not None and record.uninstalled_at is None and record.status(now) == "valid":
             record.uninstalled_at = now
             killed += 1
-    payload = account_update_event(waba_id, "PARTNER_APP_UNINSTALLED", app_id=state.app.app_id, at=now)
+    business = state.businesses.find(waba_id)
+    payload = account_update_payload(
+        "PARTNER_APP_UNINSTALLED",
+        waba_id=waba_id,
+        partner_app_id=state.app.app_id,
+        timestamp=now,
+        **({"owner_business_id": business.business_id} if business is not None else {}),
+    )
     emit_event(state, payload)
     return killed, payload

@@ -22,6 +22,7 @@ from ._events import uninstall as uninstall_waba
 from ._graph import Call, Reply, graph_error
 from ._state import Fault, ReceivedMessage, RequestRecord, SandboxState
 from ._tokens import DEFAULT_SCOPES, SIXTY_DAYS, TokenRecord
+from ._webhooks import WebhookDelivery
 from .routes import ROUTE_MODULES, Route, Router, load_routes
 
 __all__ = ["DEFAULT_PHONE_NUMBER_ID", "DEFAULT_TEMPLATES", "Sandbox"]
@@ -186,6 +187,7 @@ class Sandbox:
         if server is None:
             return
         self.state.stopping.set()
+        self.state.webhooks.stop()
         server.shutdown()
         with server.connections_lock:
             connections = list(server.connections)
@@ -522,7 +524,7 @@ class Sandbox:
         _, event = uninstall_waba(self.state, waba_id or self.waba_id)
         return event
 
-    def add_event_hook(self, hook: Callable[[dict[str, Any]], None]) -> None:
+    def add_event_hook(self, hook: Callable[[dict[str, Any]], object]) -> None:
         """Call ``hook(payload)`` with every webhook payload the sandbox produces (e.g. to deliver it)."""
         with self.state.lock:
             self.state.event_hooks.append(hook)
@@ -542,6 +544,44 @@ class Sandbox:
     def reset(self) -> None:
         """Forget faults, accepted messages and the request log (tokens stay)."""
         self.state.reset()
+
+    # -- webhooks -------------------------------------------------------------------------------------------------
+    def subscribe_webhook(self, url: str, verify_token: str | None = None) -> None:
+        """Register the callback URL for signed webhooks (loopback only). With ``verify_token``, Meta's GET
+        handshake runs first: the endpoint must echo the challenge, else ``ValueError``."""
+        self.state.webhooks.subscribe(url, verify_token)
+
+    def rotate_app_secret(self, value: str | None = None) -> str:
+        """Reset the default app's secret (Meta's dashboard "Reset"): webhooks are signed with the new one
+        from now on (and appsecret_proof / app tokens need it). Returns the new secret."""
+        return self.state.tokens.rotate_app_secret(self.app_id, value)
+
+    def fail_delivery_next(self, code: int = 131026, *, title: str = "Message undeliverable", count: int = 1) -> None:
+        """The next ``count`` accepted messages get a ``failed`` status webhook (after ``sent``) with this
+        error code and title, instead of delivered and read."""
+        self.state.webhooks.fail_next(code, title=title, count=count)
+
+    def emit_webhook(self, payload: Mapping[str, Any] | bytes) -> WebhookDelivery:
+        """Deliver any webhook (e.g. ``account_update_payload("PARTNER_APP_UNINSTALLED", waba_id=...)``),
+        signed with the current app secret, to the registered URL. Returns its delivery record."""
+        return self.state.webhooks.emit(payload)
+
+    def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued webhook was delivered (or given up after the retries); False on timeout."""
+        return self.state.webhooks.wait_idle(timeout)
+
+    def pause_webhooks(self) -> None:
+        """Hold deliveries in the queue (they keep their order) until :meth:`resume_webhooks`."""
+        self.state.webhooks.pause()
+
+    def resume_webhooks(self) -> None:
+        self.state.webhooks.resume()
+
+    @property
+    def webhook_deliveries(self) -> list[WebhookDelivery]:
+        """Every webhook queued, in order, with its attempts and the answers it got."""
+        with self.state.webhooks._cond:
+            return list(self.state.webhooks.deliveries)
 
     def __repr__(self) -> str:
         state = self.url if self.running else "stopped"

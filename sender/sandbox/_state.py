@@ -151,11 +151,17 @@ class SandboxState:
         self.dispatch: Callable[[Call], tuple[Reply, str]] | None = None
         #: webhook payloads produced (an uninstall's ``account_update``...), and the hooks that receive them
         self.events: list[dict[str, Any]] = []
-        self.event_hooks: list[Callable[[dict[str, Any]], None]] = []
+        self.event_hooks: list[Callable[[dict[str, Any]], object]] = []
         #: batch items answered, per route (``POST /{version}/``)
         self.batch_items: collections.Counter[str] = collections.Counter()
         #: Embedded Signup codes (see ``routes/signup.py``)
         self.signup_codes = SignupCodes()
+        from ._webhooks import WebhookSender
+
+        #: signed status webhooks to a registered callback URL (see ``sender.sandbox._webhooks``)
+        self.webhooks = WebhookSender(self)
+        # an uninstall's account_update reaches a subscribed app like every other webhook
+        self.event_hooks.append(self.webhooks.deliver_event)
 
     @property
     def waba_id(self) -> str:
@@ -284,7 +290,8 @@ class SandboxState:
                 waba_id=waba_id,
             )
             self.received.append(message)
-            return message
+        self.webhooks.on_message(message)
+        return message
 
     def record_request(self, call: Call, route: str, reply: Reply | None, token_fingerprint: str | None) -> None:
         path = redact_url(call.path + ("?" + "&".join(f"{k}={v}" for k, v in call.query.items()) if call.query else ""))

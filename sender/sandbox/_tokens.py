@@ -142,10 +142,11 @@ class TokenRegistry:
             return None
         return app
 
-    def rotate_app_secret(self, app_id: str) -> str:
+    def rotate_app_secret(self, app_id: str, value: str | None = None) -> str:
+        """Reset the app's secret (to ``value``, default a random one), as Meta's dashboard does."""
         with self._lock:
             app = self._apps[app_id]
-            app.secret = secrets.token_hex(16)
+            app.secret = value or secrets.token_hex(16)
             return app.secret
 
     # -- tokens -----------------------------------------------------------------------------------------------

@@ -243,7 +243,7 @@ def test_uninstall_event_marks_the_tenant_and_onboarding_clears_it(fleet: Fleet)
         payload = fleet.sandbox.uninstall(leaves)
         assert events == [payload]
         value = payload["entry"][0]["changes"][0]["value"]
-        assert value["event"] == "PARTNER_APP_UNINSTALLED" and payload["entry"][0]["id"] == leaves
+        assert value["event"] == "PARTNER_APP_UNINSTALLED" and value["waba_info"]["waba_id"] == leaves
         outcome = sender.handle_account_update(tenants, payload, graph=graph)
         assert outcome is not None and outcome.marked and outcome.replaced == tokenstore.fingerprint_of(old)
         again = sender.handle_account_update(tenants, payload, graph=graph)
@@ -503,3 +503,16 @@ def test_tenant_sender_refuses_a_disconnected_tenant_before_any_request(fleet: F
                 senders.for_number(number).send_text("15551234567", "hi")
     assert info.value.tenant == tenant
     assert fleet.sandbox.route_counts()["messages"] == 0
+
+
+def test_a_verified_uninstall_webhook_marks_the_tenant(fleet: Fleet) -> None:
+    """The sandbox's uninstall, delivered as a signed webhook, parsed into sender's typed event, handled."""
+    tenant = fleet.add("leaves")
+    payload = fleet.sandbox.uninstall(tenant)
+    body = json.dumps(payload).encode()
+    (event,) = [e for e in sender.parse_events(json.loads(body)) if isinstance(e, sender.AccountUpdateEvent)]
+    assert event.uninstalled and event.account_waba_id == tenant
+    with fleet.tenants() as tenants, fleet.graph() as graph:
+        outcome = sender.handle_account_update(tenants, event, graph=graph)
+        assert outcome is not None and outcome.marked
+        assert [c.status for c in sender.check_tenants(tenants, graph).tenants] == ["disconnected"]

@@ -14,6 +14,9 @@ refresh --if-expiring-within 7 --revoke-old-after`` exchanges it for a new 60-da
 and reads it back, and revokes the old one - the demo does not sit through the 330 s wait (ttl +
 refresh_ahead), the running sender sends during it instead. After the revoke the same sender sends again:
 190, refetch, resend with the new token. Every message arrives exactly once. Only fingerprints are printed.
+
+Part 3, webhooks (``_demo_webhooks.py``): status webhooks signed by the sandbox arrive at a local receiver and
+are verified with the app secret from the store; the app secret is reset mid-stream and no webhook is lost.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ if TYPE_CHECKING:
     from sender.sandbox import ManualClock, Sandbox
 
 HELP = (
-    "run a rotation and a 60-day token refresh end to end against a local Graph API sandbox (nothing leaves 127.0.0.1)"
+    "run a rotation, a 60-day token refresh and verified webhooks with an app-secret reset end to end against a "
+    "local Graph API sandbox (nothing leaves 127.0.0.1)"
 )
 RECIPIENT = "15551234567"
 ISSUED_DAYS_AGO = 57
@@ -118,7 +122,13 @@ def run(args: argparse.Namespace) -> int:
             "7. both messages delivered, each exactly once; the rotation needed no restart and lost nothing. "
             "No token was printed: only sha256 fingerprints."
         )
-        return _lifecycle(sandbox, clock, config_path, token_path)
+        code = _lifecycle(sandbox, clock, config_path, token_path)
+        if code != EXIT_OK:
+            return code
+        # part 3, webhooks (tokenstore/cli/_demo_webhooks.py)
+        from ._demo_webhooks import run_webhooks
+
+        return run_webhooks(sandbox, folder, config_path, secret_path)
 
 
 def _lifecycle(sandbox: Sandbox, clock: ManualClock, config_path: Path, token_path: Path) -> int:

@@ -29,6 +29,7 @@ ROUTE_MODULES = [
     "businesses",
     "signup",
     "control",
+    "webhooks",
     "uninstall",
     "batch",
 ]
