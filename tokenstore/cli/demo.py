@@ -17,6 +17,10 @@ refresh_ahead), the running sender sends during it instead. After the revoke the
 
 Part 3, webhooks (``_demo_webhooks.py``): status webhooks signed by the sandbox arrive at a local receiver and
 are verified with the app secret from the store; the app secret is reset mid-stream and no webhook is lost.
+
+Part 4, the fleet (``_demo_fleet.py``): two customers are onboarded from Embedded Signup codes and send from
+their own numbers with their own tokens; one removes the app, the uninstall webhook marks it disconnected,
+and ``tokenstore check --all`` reports it (exit 1) while the other keeps sending.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ if TYPE_CHECKING:
     from sender.sandbox import ManualClock, Sandbox
 
 HELP = (
-    "run a rotation, a 60-day token refresh and verified webhooks with an app-secret reset end to end against a "
-    "local Graph API sandbox (nothing leaves 127.0.0.1)"
+    "run a rotation, a 60-day token refresh, verified webhooks with an app-secret reset and a fleet of onboarded "
+    "customers (one uninstalls) end to end against a local Graph API sandbox (nothing leaves 127.0.0.1)"
 )
 RECIPIENT = "15551234567"
 ISSUED_DAYS_AGO = 57
@@ -128,7 +132,13 @@ def run(args: argparse.Namespace) -> int:
         # part 3, webhooks (tokenstore/cli/_demo_webhooks.py)
         from ._demo_webhooks import run_webhooks
 
-        return run_webhooks(sandbox, folder, config_path, secret_path)
+        code = run_webhooks(sandbox, folder, config_path, secret_path)
+        if code != EXIT_OK:
+            return code
+        # part 4, the fleet (tokenstore/cli/_demo_fleet.py)
+        from ._demo_fleet import run_fleet
+
+        return run_fleet(sandbox, folder, config_path)
 
 
 def _lifecycle(sandbox: Sandbox, clock: ManualClock, config_path: Path, token_path: Path) -> int:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._common import EXIT_OK, emit_lines, error
+from ._common import EXIT_OK, emit_lines, warning
 
 if TYPE_CHECKING:
     from sender import FleetCheck, FleetRefresh, GraphTokenClient, SenderSettings
@@ -88,7 +88,7 @@ def run_check_all(args: argparse.Namespace) -> int:
         return emit_lines(args, [t.to_dict() for t in report.tenants], summary, code=code, status=summary["status"])
     _text_check(report)
     for name in report.disconnected:
-        error(f"tenant {name} is disconnected: ask the customer to reconnect (onboard again)", stream=sys.stderr)
+        warning(f"tenant {name} is disconnected: ask the customer to reconnect (onboard again), or offboard it")
     return code
 
 
