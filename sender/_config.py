@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tokenstore import ConfigError, Section, load_config
-from tokenstore._config import find_config_path, is_loopback_host, shown
+from tokenstore import ConfigError, Section, load_config, resolve_config_path
+from tokenstore._config import is_loopback_host, shown
 
 from ._pacing import PacingPolicy
 from ._retry import DEFAULT_RETRY_CODES, RetryPolicy
@@ -186,8 +186,8 @@ def read_config(
     ``./tokenstore.yaml``) is loaded and interpolated; a mapping is used as it is."""
     if isinstance(config, Mapping):
         return dict(config), None
-    path = find_config_path(config)
-    return load_config(path), str(path)
+    path, label = resolve_config_path(config)
+    return load_config(path, source=label), label
 
 
 def _timeout(section: Section) -> httpx.Timeout:
@@ -331,7 +331,7 @@ def settings_from_config(
     problem = check_base_url(base_url)
     if problem:
         section.fail("base_url", problem)
-    ca_bundle = section.get_str("ca_bundle", None)
+    ca_bundle = section.get_path("ca_bundle", None)
     if ca_bundle is not None and not os.path.isfile(ca_bundle):
         section.fail("ca_bundle", f"no such file: {ca_bundle}")
     return SenderSettings(

@@ -158,7 +158,9 @@ def test_an_unexpected_error_is_one_line_and_exit_1(
     def boom(*args: object, **kwargs: object) -> None:
         raise OverflowError("a bug")
 
-    monkeypatch.setattr(show, "load_provider", boom)
+    monkeypatch.setattr(show, "provider_from_config", boom)
+    (tmp_path / "x.yaml").write_text("token: {backend: env}\n")
+    monkeypatch.chdir(tmp_path)
     assert main(["show", "-c", "x.yaml"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unexpected OverflowError: a bug" in err

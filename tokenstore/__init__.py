@@ -15,7 +15,7 @@ from ._version import __version__
 
 if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each loads on first use (import cost)
     from ._cache import CachePolicy, CacheStats, CachingProvider
-    from ._config import SecretRef, Section, load_config
+    from ._config import SecretRef, Section, load_config, resolve_config_path
     from ._disconnected import DISCONNECTED_PREFIX, Disconnected, disconnected_marker
     from ._errors import (
         AccessDenied,
@@ -94,6 +94,7 @@ __all__ = [
     "provider_from_config",
     "provider_metrics",
     "register_backend",
+    "resolve_config_path",
     "tenants_from_config",
     "track_provider",
 ]
@@ -110,6 +111,7 @@ _LAZY: dict[str, str] = {
     "DISCONNECTED_PREFIX": "._disconnected",
     "Disconnected": "._disconnected",
     "disconnected_marker": "._disconnected",
+    "resolve_config_path": "._config",
     "AccessDenied": "._errors",
     "BackendNotInstalled": "._errors",
     "BackendUnavailable": "._errors",

@@ -19,11 +19,20 @@ value) - one rule for every backend and plugin.
         ├── SecretNotFound       no such secret / version / key in the store
         │   └── UnknownTenant    no tenant for this phone number, or no secret for this tenant
         ├── SecretMalformed      the secret is there but its contents are unusable (empty, not JSON, ...)
-        ├── AccessDenied         the store refused our credentials or permissions
+        ├── AccessDenied         the store refused our credentials or permissions, or the store's
+        │                        credential is missing from this environment (see below)
         ├── WriteNotSupported    put_token on a read-only backend
         ├── WriteConflict        put_token(value, expected=...) found another token than expected in the store
         └── BackendUnavailable   the store is down, sealed, throttling or timing out (transient: the
                                  caching layer retries these with backoff and may serve a stale token)
+
+One rule for a store credential missing from the environment, in every backend: when a backend is about to
+authenticate and its credential is not there - an ``{env: VAR}`` unset or empty, an ``{file: PATH}`` missing,
+unreadable or empty (Vault token / AppRole ids / Kubernetes JWT, Conjur API key or JWT, an Azure client
+secret), or nothing in the SDK's own chain (boto3, Google ADC, DefaultAzureCredential) - it raises
+:class:`AccessDenied` (CLI exit 3) whose message begins ``the store's credential is missing`` and names the
+field, the config file and what to set. :class:`ConfigError` (exit 2) is for what the config file itself
+says wrong, found when it is read.
 """
 
 from __future__ import annotations
@@ -93,14 +102,22 @@ class InvalidTenantKey(TokenStoreError, ValueError):
 
 
 class ProviderError(TokenStoreError):
-    """A backend could not deliver the token. ``source`` names the store and path, never the value."""
+    """A backend could not deliver the token. ``source`` names the store and path, never the value;
+    ``section`` the config section of the provider (``token``, ``app_secret``) when it was built from a
+    config: the message then starts with it (``app_secret: env:WHATSAPP_APP_SECRET: ...``)."""
 
     #: transient errors are retried by the caching layer and allow serving a stale token
     transient: bool = False
+    #: the config section of the provider that raised it (set as it leaves the backend), or None
+    section: str | None = None
 
     def __init__(self, message: str, *, source: str | None = None) -> None:
         self.source = _mask(source) if source else source
         super().__init__(_mask(f"{source}: {message}" if source else message))
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{self.section}: {text}" if self.section else text
 
 
 class SecretNotFound(ProviderError):

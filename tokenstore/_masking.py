@@ -39,6 +39,8 @@ __all__ = ["MaskingFilter", "looks_like_credential", "mask_credentials", "masked
 
 _WORD = re.compile(r"[A-Za-z0-9\-_.~+/=]{20,}")
 _RUN = re.compile(r"[A-Za-z0-9]{20,}")
+#: a quick test for text that cannot hold a credential word (no run of 20 letters/digits, no 32-char word)
+_CANDIDATE = re.compile(r"[A-Za-z0-9]{20}|[A-Za-z0-9\-_.~+/=]{32}")
 _SWITCH = re.compile(r"(?<=[A-Za-z])[0-9]|(?<=[0-9])[A-Za-z]")
 
 
@@ -82,7 +84,7 @@ def _replace(match: re.Match[str]) -> str:
 
 def mask_credentials(text: str) -> str:
     """``text`` with every credential-looking word replaced by its :func:`masked` form (idempotent)."""
-    if len(text) < 20:
+    if len(text) < 20 or not _CANDIDATE.search(text):
         return text
     return _WORD.sub(_replace, text)
 

@@ -6,7 +6,7 @@ import abc
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ._errors import ConfigError, WriteConflict, WriteNotSupported
+from ._errors import ConfigError, ProviderError, WriteConflict, WriteNotSupported
 from ._masking import mask_credentials, masked_logger
 from ._token import Token
 
@@ -157,6 +157,38 @@ class TokenProvider(abc.ABC):
         return f"<{type(self).__name__} source={self.source!r}>"
 
 
+def _naming_section(method: Any) -> Any:
+    """``method`` with every ProviderError it raises marked with the backend's config section."""
+    import functools
+    import inspect
+
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def amarked(self: Backend, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(self, *args, **kwargs)
+            except ProviderError as exc:
+                if exc.section is None:
+                    exc.section = self.config_section
+                raise
+
+        amarked._names_section = True  # type: ignore[attr-defined]
+        return amarked
+
+    @functools.wraps(method)
+    def marked(self: Backend, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except ProviderError as exc:
+            if exc.section is None:
+                exc.section = self.config_section
+            raise
+
+    marked._names_section = True  # type: ignore[attr-defined]
+    return marked
+
+
 class Backend(TokenProvider):
     """A provider that talks to one store directly, every call (wrap it in a cache for production use).
 
@@ -170,6 +202,16 @@ class Backend(TokenProvider):
     name: ClassVar[str] = "?"
     #: the pip extra providing this backend's SDK (None: no extra needed)
     extra: ClassVar[str | None] = None
+    #: the config section this backend was built from (``token``, ``app_secret``; set by the factory): every
+    #: :class:`~tokenstore.ProviderError` escaping its get/put methods names it (``ProviderError.section``)
+    config_section: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("get_token", "aget_token", "put_token", "aput_token"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_names_section", False):
+                setattr(cls, name, _naming_section(method))
 
     @classmethod
     @abc.abstractmethod

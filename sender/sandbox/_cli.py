@@ -129,6 +129,8 @@ def serve(
             "Point a config at it:",
             f'  whatsapp: {{phone_number_id: "{example_id}", base_url: "{sandbox.url}", app_id: "{sandbox.app_id}"}}',
             f"  token: {{backend: file, file: {{path: {token_file or 'PATH'}}}}}",
+            f"  app_secret: {{backend: file, file: {{path: {app_secret_file or 'PATH'}}}}}"
+            + ("" if app_secret_file else "   # pass --app-secret-file PATH: check, rotate, refresh, revoke need it"),
             f"Control: GET {sandbox.url}/_sandbox/state; POST /_sandbox/faults "
             '{"code": 130429, "count": 2}; POST /_sandbox/revoke {"fingerprint": "sha256:..."}',
             "Ctrl-C to stop.",

@@ -500,8 +500,8 @@ class AwsBackend(Backend):
         )
         if isinstance(exc, credentials):
             return AccessDenied(
-                f"no usable AWS credentials ({type(exc).__name__}): configure boto3's chain (environment, "
-                "profile, web identity, container or instance role)",
+                f"the store's credential is missing: no usable AWS credentials ({type(exc).__name__}): configure "
+                "boto3's chain (environment, profile, web identity, container or instance role)",
                 source=src,
             )
         if isinstance(exc, bx.SSLError):

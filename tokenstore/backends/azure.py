@@ -123,12 +123,12 @@ class AzureCredentialConfig:
             tenant_id=tenant_id,
             client_id=client_id,
             client_secret=client_secret,
-            token_file=section.get_str("token_file", None),
+            token_file=section.get_path("token_file", None),
             authority=authority,
             disable_instance_discovery=section.get_bool("disable_instance_discovery", False),
         )
 
-    def build(self, *, aio: bool, ca_bundle: str | None) -> Any:
+    def build(self, *, aio: bool, ca_bundle: str | None, source: str | None = None) -> Any:
         """The azure-identity credential (from ``azure.identity.aio`` when ``aio``). No network I/O."""
         identity = _sdk("azure.identity.aio" if aio else "azure.identity")
         kwargs: dict[str, Any] = dict(_CREDENTIAL_RETRY)
@@ -142,7 +142,9 @@ class AzureCredentialConfig:
             kwargs["disable_instance_discovery"] = True
         if self.method == "client_secret":
             assert self.client_secret is not None and self.tenant_id is not None and self.client_id is not None
-            return identity.ClientSecretCredential(self.tenant_id, self.client_id, self.client_secret.read(), **kwargs)
+            return identity.ClientSecretCredential(
+                self.tenant_id, self.client_id, self.client_secret.read(source=source), **kwargs
+            )
         if self.method == "workload_identity":
             return identity.WorkloadIdentityCredential(
                 tenant_id=self.tenant_id, client_id=self.client_id, token_file_path=self.token_file, **kwargs
@@ -249,7 +251,7 @@ class AzureBackend(Backend):
         else:
             credential_section = section.get_section("credential")
         credential = AzureCredentialConfig.from_section(credential_section)
-        ca_bundle = section.get_str("ca_bundle", None)
+        ca_bundle = section.get_path("ca_bundle", None)
         if ca_bundle is not None and not Path(ca_bundle).is_file():
             section.fail("ca_bundle", f"file {ca_bundle} does not exist")
         if credential.token_file is not None and not Path(credential.token_file).is_file():
@@ -293,7 +295,7 @@ class AzureBackend(Backend):
     def _make_credential(self, *, aio: bool) -> Any:
         assert self._credential_config is not None
         try:
-            return self._credential_config.build(aio=aio, ca_bundle=self.ca_bundle)
+            return self._credential_config.build(aio=aio, ca_bundle=self.ca_bundle, source=self.source)
         except (ConfigError, ImportError):
             raise
         except ValueError as exc:  # e.g. workload identity without tenant/client/token file in config or env
@@ -490,11 +492,13 @@ class AzureBackend(Backend):
                     "could not reach the Microsoft Entra token endpoint to get a token", source=source
                 )
             kind = type(exc).__name__
-            hint = (
-                "no credential is available in this environment; configure credential: in the config"
-                if kind == "CredentialUnavailableError"
-                else "the token request was refused: check tenant_id, client_id and the client secret"
-            )
+            if kind == "CredentialUnavailableError":
+                return AccessDenied(
+                    "the store's credential is missing: no Azure credential is available in this environment "
+                    f"({kind}); configure credential: in the config",
+                    source=source,
+                )
+            hint = "the token request was refused: check tenant_id, client_id and the client secret"
             return AccessDenied(f"could not get a token for Key Vault ({kind}): {hint}", source=source)
         if isinstance(exc, ex.HttpResponseError) and getattr(exc, "status_code", None) is not None:
             status = int(exc.status_code)

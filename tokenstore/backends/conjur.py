@@ -318,7 +318,7 @@ class ConjurBackend(Backend):
             service_id = authn_sec.get_str("service_id")
             jwt = authn_sec.get_secret_ref("jwt", required=True)
 
-        ca_bundle = section.get_str("ca_bundle", None)
+        ca_bundle = section.get_path("ca_bundle", None)
         verify = section.get_bool("verify", True)
         if not verify and ca_bundle:
             section.fail("verify", "is false while ca_bundle is set: drop one (verification should stay on)")
@@ -384,10 +384,10 @@ class ConjurBackend(Backend):
     def _auth_call(self) -> _Call:
         headers = {"Accept": "application/json"}
         if self.authn == "api_key":
-            key = self.api_key.read()
+            key = self.api_key.read(source=self.source)
             return _Call("POST", self._auth_url, {**headers, "Content-Type": "text/plain"}, content=key.encode())
         assert self.jwt is not None
-        return _Call("POST", self._auth_url, headers, data={"jwt": self.jwt.read()})
+        return _Call("POST", self._auth_url, headers, data={"jwt": self.jwt.read(source=self.source)})
 
     def _login_flow(self) -> _Flow[_Access]:
         started = self._clock()

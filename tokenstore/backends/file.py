@@ -61,7 +61,7 @@ class FileBackend(Backend):
     def from_config(cls, section: Section) -> FileBackend:
         section.reject_unknown(("path", "key", "warn_permissions"))
         return cls(
-            section.get_str("path"),
+            section.get_path("path"),
             key=section.get_str("key", None),
             warn_permissions=section.get_bool("warn_permissions", True),
         )

@@ -178,8 +178,8 @@ class GcpBackend(Backend):
             if "://" in endpoint or not _ENDPOINT.match(endpoint):
                 section.fail("endpoint", "must be host or host:port (no scheme), e.g. 127.0.0.1:8085")
         plaintext = section.get_bool("plaintext", False)
-        credentials_file = section.get_str("credentials_file", None)
-        ca_bundle = section.get_str("ca_bundle", None)
+        credentials_file = section.get_path("credentials_file", None)
+        ca_bundle = section.get_path("ca_bundle", None)
         if plaintext:
             if endpoint is None:
                 section.fail("plaintext", "needs endpoint: (an emulator or local server); Google's API is TLS only")
@@ -231,10 +231,11 @@ class GcpBackend(Backend):
             try:
                 creds, _ = auth.default(scopes=_SCOPES)
             except auth_exceptions.DefaultCredentialsError as exc:
-                raise self._config_error(
-                    None,
-                    "no Google credentials found: run on GCP with a service account, set "
-                    "GOOGLE_APPLICATION_CREDENTIALS, or give credentials_file",
+                raise AccessDenied(
+                    "the store's credential is missing: no Google credentials in this environment (run on GCP "
+                    f"with a service account, set GOOGLE_APPLICATION_CREDENTIALS, or give {self.config_field}"
+                    ".credentials_file)",
+                    source=self.source,
                 ) from exc
             self._credentials = creds
         return self._credentials
@@ -551,10 +552,10 @@ class GcpBackend(Backend):
         if isinstance(exc, ex.RetryError):
             return BackendUnavailable(f"Secret Manager did not answer ({type(exc).__name__})", source=source)
         if isinstance(exc, auth_exceptions.DefaultCredentialsError):
-            return self._config_error(
-                None,
-                "no usable Google credentials: run on GCP with a service account, set "
-                "GOOGLE_APPLICATION_CREDENTIALS, or give credentials_file",
+            return AccessDenied(
+                "the store's credential is missing: no usable Google credentials (run on GCP with a service "
+                f"account, set GOOGLE_APPLICATION_CREDENTIALS, or give {self.config_field}.credentials_file)",
+                source=source,
             )
         if isinstance(exc, auth_exceptions.TransportError):
             return BackendUnavailable(

@@ -50,7 +50,6 @@ from .._config import SecretRef, Section, is_loopback_host
 from .._errors import (
     AccessDenied,
     BackendUnavailable,
-    ConfigError,
     ProviderError,
     SecretMalformed,
     SecretNotFound,
@@ -238,7 +237,7 @@ class VaultBackend(Backend):
             if name in section and not str(section.raw(name)).strip("/"):
                 section.fail(name, "must not be empty")
         verify = section.get_bool("verify", True)
-        ca_bundle = section.get_str("ca_bundle", None)
+        ca_bundle = section.get_path("ca_bundle", None)
         if ca_bundle is not None:
             if not verify:
                 section.fail("ca_bundle", "is ignored with verify: false; remove one of them")
@@ -298,10 +297,7 @@ class VaultBackend(Backend):
         self._retry_after.value = hint
 
     def _read_credential(self, ref: SecretRef) -> str:
-        try:
-            return ref.read()
-        except ConfigError as exc:
-            raise AccessDenied(f"cannot read the Vault credential: {exc}", source=self.source) from exc
+        return ref.read(source=self.source)
 
     def _read_jwt(self) -> str:
         path = Path(self.auth.jwt_file)
@@ -808,6 +804,6 @@ def _auth_from_config(section: Section) -> VaultAuth:
     return VaultAuth(
         method="kubernetes",
         role=section.get_str("role"),
-        jwt_file=section.get_str("jwt_file", DEFAULT_KUBERNETES_JWT),
+        jwt_file=section.get_path("jwt_file", DEFAULT_KUBERNETES_JWT),
         mount=mount,
     )

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
+from typing import Any
 
-from .. import InvalidTenantKey, load_provider, load_tenants, mask
+from .. import InvalidTenantKey, load_tenants, mask, provider_from_config
 from ._common import EXIT_CONFIG, EXIT_OK, UsageError, add_config_option, add_json_option, command, emit, error
 
-HELP = "fetch the token and show its source, version, fingerprint and a masked preview (never the token)"
+HELP = (
+    "validate the whole config, fetch the token and show its source, version, fingerprint and a masked preview "
+    "(never the token)"
+)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,6 +31,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.set_defaults(func=command(run))
 
 
+def validate_whole_config(config: Mapping[str, Any], source: str | None) -> None:
+    """Check every section the way ``send``/``check`` would read it, without any network call: the
+    ``whatsapp:`` options (a token pasted there fails here, not at the first send) and both providers'
+    sections (built, never asked)."""
+    from sender import settings_from_config
+
+    if config.get("whatsapp") is not None:
+        settings_from_config(config, source=source, require_phone_number_id=False)
+    for section in ("token", "app_secret"):
+        if config.get(section) is not None:
+            provider_from_config(config, section=section, source=source, cache=False).close()
+
+
 def run(args: argparse.Namespace) -> int:
     extra: dict[str, str] = {}
     if args.tenant is not None:
@@ -40,7 +58,11 @@ def run(args: argparse.Namespace) -> int:
             token = tenant_provider.get_token()
         extra["tenant"] = args.tenant
     else:
-        with load_provider(args.config, section=args.section or "token", cache=False) as provider:
+        from sender import read_config
+
+        config, source = read_config(args.config)
+        validate_whole_config(config, source)
+        with provider_from_config(config, section=args.section or "token", source=source, cache=False) as provider:
             token = provider.get_token()
     value = token.reveal()
     info = {
