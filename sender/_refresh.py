@@ -117,13 +117,17 @@ def _when(value: dt.datetime | None) -> str:
     return "never" if value is None else value.isoformat(timespec="seconds")
 
 
+def _plural(n: float, unit: str) -> str:
+    return f"{n:g} {unit}" if n == 1 else f"{n:g} {unit}s"
+
+
 def _span(seconds: float) -> str:
-    return f"{seconds / DAY:g} days" if seconds >= DAY or seconds == 0 else f"{seconds:g} s"
+    return _plural(seconds / DAY, "day") if seconds >= DAY or seconds == 0 else f"{seconds:g} s"
 
 
 def _hours_or_days(delta: dt.timedelta) -> str:
     hours = max(0.0, delta.total_seconds() / 3600)
-    return f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.1f} days"
+    return _plural(round(hours), "hour") if hours < 48 else f"{hours / 24:.1f} days"
 
 
 def describe_token(info: TokenInfo, now: dt.datetime | None = None) -> str:

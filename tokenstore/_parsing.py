@@ -82,11 +82,37 @@ def not_a_bare_token(value: str, *, what: str = "the secret", key_hint: bool = F
         )
     if _ASSIGNMENT.match(value):
         return f"{what} holds a NAME=value line (as in a .env file), not a bare token: store only the value after the ="
-    if value.startswith("{") and value.endswith("}"):
+    if value.startswith("{") and value.endswith("}") and not _is_numbers_map(value):
         return f"{what} holds a JSON object, not a bare token: " + (
             "set key: to the field that holds the token" if key_hint else "store only the token itself"
         )
     return None
+
+
+_TOKEN_FIELDS = frozenset({"token", "access_token", "accesstoken", "value", "secret", "bearer", "whatsapp_token"})
+_MAP_VALUE = re.compile(r"[^\s]{1,256}")
+
+
+def _is_numbers_map(value: str) -> bool:
+    """Whether ``value`` looks like a tenants' routing map as ``TenantProviders.add_numbers`` keeps it in a store
+    (compact JSON of tenant keys; the tenants layer checks it in full): read through the same providers, it is
+    not a misplaced token. A token under a field (``{"access_token": "EAA..."}``) is still refused."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return False
+    return (
+        isinstance(data, dict)
+        and bool(data)
+        and all(
+            isinstance(k, str)
+            and k.lower() not in _TOKEN_FIELDS
+            and isinstance(v, str)
+            and _MAP_VALUE.fullmatch(v) is not None
+            and not v.startswith("EAA")
+            for k, v in data.items()
+        )
+    )
 
 
 def one_word(text: str, *, source: str, what: str = "the secret", key_hint: bool = False) -> str:

@@ -455,3 +455,42 @@ def test_expiry_is_sixty_days(store: Store, sandbox: Sandbox) -> None:
     assert result.action == "refreshed" and not result.revoked
     record = sandbox.token_record(store.read())
     assert record is not None and record.expires_at - record.issued_at == SIXTY_DAYS
+
+
+def test_three_cli_refreshes_started_together_on_one_file_store(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The issue's measurement, as it was taken: three ``tokenstore refresh --if-expiring-within 7
+    --revoke-old-after 2`` processes started together on one file store. One refreshes; each other one either
+    lost the write (and revoked the token it obtained) or started late enough to find the new token not due."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.lifecycle.conftest import make_env
+
+    env = make_env(sandbox, tmp_path, expires_in=3 * DAY)
+    root = Path(__file__).resolve().parents[2]
+    environ = {**os.environ, "PYTHONPATH": str(root), "NO_PROXY": "127.0.0.1,localhost"}
+    argv = [sys.executable, "-m", "tokenstore", "refresh", "-c", str(env.config), "--json"]
+    argv += ["--if-expiring-within", "7", "--revoke-old-after", "2"]
+    procs = [
+        subprocess.Popen(argv, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for out, err in outputs:
+        for secret in env.secrets:
+            assert secret not in out and secret not in err
+    results = [json.loads(out) for out, _ in outputs]
+    statuses = sorted(r["status"] for r in results)
+    assert statuses.count("refreshed") == 1, results
+    assert set(statuses) <= {"refreshed", "refused", "not-due"}, results
+    for r, p in zip(results, procs, strict=True):
+        assert p.returncode == {"refreshed": 0, "not-due": 0, "refused": 1}[r["status"]]
+        if r["status"] == "refused":
+            assert r["new_revoked"] is True and "the store changed while refreshing" in r["error"]
+    now = sandbox.clock()
+    stored = sandbox.token_record(env.read())
+    assert stored is not None and stored.status(now) == "valid"
+    old = sandbox.token_record(env.initial)
+    assert old is not None and old.status(now) == "revoked"
+    assert [r.fingerprint for r in sandbox.tokens() if r.status(now) == "valid"] == [stored.fingerprint]

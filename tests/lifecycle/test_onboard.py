@@ -303,3 +303,39 @@ def test_cli_onboard_without_tenants_section(
     exit_code, _, err = cli(["onboard", "-c", str(env.config)], capsys, env, code)
     assert exit_code == 2 and "tenants" in err
     assert env.sandbox.route_counts()["oauth.access_token"] == 0  # the config is checked before the code is used
+
+
+# -- two replicas onboarding at once ---------------------------------------------------------------------------
+class _Interleaving(tokenstore.TokenProvider):
+    """A numbers store whose first write is preceded by another replica's whole ``add_numbers``."""
+
+    def __init__(self, path: Path, before_first_write: Any) -> None:
+        self.inner = FileBackend(path)
+        self.source = self.inner.source
+        self.before_first_write = before_first_write
+
+    def get_token(self) -> tokenstore.Token:
+        return self.inner.get_token()
+
+    @property
+    def supports_write(self) -> bool:
+        return True
+
+    def put_token(self, value: str, *, expected: tokenstore.Token | str | None = None) -> str | None:
+        if self.before_first_write is not None:
+            other, self.before_first_write = self.before_first_write, None
+            other()
+        return self.inner.put_token(value, expected=expected)
+
+
+def test_numbers_added_by_two_replicas_at_once_are_all_kept(tmp_path: Path) -> None:
+    path = tmp_path / "numbers.json"
+    FileBackend(path).put_token('{"100":"first"}')
+    other = tokenstore.TenantProviders(lambda t: FileBackend(tmp_path / t), numbers_store=FileBackend(path))
+    mine = tokenstore.TenantProviders(
+        lambda t: FileBackend(tmp_path / t),
+        numbers_store=_Interleaving(path, lambda: other.add_numbers({"200": "acme"})),
+    )
+    with other, mine:
+        result = mine.add_numbers({"300": "globex"})
+    assert json.loads(path.read_text()) == result == {"100": "first", "200": "acme", "300": "globex"}

@@ -49,8 +49,6 @@ def run_fleet(sandbox: Sandbox, folder: Path, config_path: Path) -> int:
         "token": {"backend": "file", "file": {"path": str(tenants_folder / "{tenant}")}, "cache": {"ttl": 300}},
         "numbers_from": {"backend": "file", "file": {"path": str(folder / "tenant-numbers")}},
     }
-    (folder / "tenant-numbers").write_text("{}\n", encoding="utf-8")
-    (folder / "tenant-numbers").chmod(0o600)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
     ok = True

@@ -46,8 +46,9 @@ steps (any failure before step 5 leaves the store untouched):
   3. refuse a never-expiring token (refreshing makes it a 60-day one) unless --force
   4. exchange it (oauth/access_token, fb_exchange_token, set_token_expires_in_60_days=true) and validate
      the new token: valid, same app, whatsapp_business_messaging for the same WABAs, expiry in the future
-  5. check the store still holds the old token, put_token the new one, read it back through a fresh,
-     uncached provider and compare fingerprints
+  5. check the store still holds the old token, put_token the new one with the store's compare-and-set
+     where it has one (several replicas refreshing at once: one wins, the others revoke the token they
+     obtained and exit 1), read it back through a fresh, uncached provider and compare fingerprints
   6. with --revoke-old-after [SECONDS]: wait until every replica's cache must have picked the new token up
      (default: this config's token.cache ttl + refresh_ahead), check the store still holds it, and revoke
      the old token (oauth/revoke). Without it the old token stays valid until its own expiry.
@@ -55,7 +56,8 @@ steps (any failure before step 5 leaves the store untouched):
 exit codes:
   0  refreshed (and the old token revoked when asked), or not due with --if-expiring-within
   1  refused: the stored token is invalid or expired, never expires (without --force), the new token
-     failed validation, the store changed meanwhile, or the read-back did not match; nothing was revoked
+     failed validation (it is revoked), the store changed meanwhile (another replica won: our new token is
+     revoked), or the read-back did not match; the old token was not revoked
   2  config or usage error (e.g. whatsapp.app_id or the app_secret: section missing)
   3  the secret store failed (read, write or read-back), or it is read-only
   4  the Graph API refused or failed a call (AppCredentialsError: the app id or secret was rejected).
