@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from ._events import WebhookEvent
 from ._reconcile import Reconciler
 from ._webhook_handler import EventHook, WebhookHandler, WebhookResponse
 from ._webhooks import WebhookVerifier
@@ -100,6 +101,48 @@ class WebhookASGI:
                 break
         return b"".join(chunks)
 
+    async def _read_request(self, request: Any) -> bytes | WebhookResponse:
+        limit = self.handler.max_body
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            return self.handler.too_large()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return self.handler.too_large()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def dependency(self) -> Callable[..., Awaitable[list[WebhookEvent]]]:
+        """A FastAPI dependency: the verified events of a POST (raw body, ``max_body``, the reconciler fed),
+        or ``HTTPException`` 401 / 413 / 400 / 503. The route then does the work itself (no hook is called)::
+
+            verified = webhook.dependency()
+
+            @app.post("/webhook")
+            async def receive(events: list[sender.WebhookEvent] = Depends(verified)) -> dict[str, str]:
+                ...
+                return {"status": "ok"}
+
+        Imports Starlette when called (FastAPI needs the ``Request`` annotation).
+        """
+        from starlette.exceptions import HTTPException
+        from starlette.requests import Request
+
+        async def verified_webhook_events(request: Request) -> list[WebhookEvent]:
+            body = await self._read_request(request)
+            if isinstance(body, WebhookResponse):
+                raise HTTPException(body.status, body.body.decode("ascii"))
+            events = await self.handler.averified(body, request.headers.get("x-hub-signature-256"))
+            if isinstance(events, WebhookResponse):
+                raise HTTPException(events.status, events.body.decode("ascii"), headers=dict(events.headers) or None)
+            return events
+
+        verified_webhook_events.__annotations__ = {"request": Request, "return": list}
+        return verified_webhook_events
+
     async def answer_request(self, request: Any) -> WebhookResponse:
         """The answer to a Starlette / FastAPI ``Request``, for use inside a route function (the body is read
         raw through ``request.stream()``, never beyond ``max_body``)::
@@ -112,18 +155,10 @@ class WebhookASGI:
         signature = request.headers.get("x-hub-signature-256")
         body = b""
         if method == "POST":
-            limit = self.handler.max_body
-            length = request.headers.get("content-length", "")
-            if length.isdigit() and int(length) > limit:
-                return self.handler.too_large()
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    return self.handler.too_large()
-                chunks.append(chunk)
-            body = b"".join(chunks)
+            read = await self._read_request(request)
+            if isinstance(read, WebhookResponse):
+                return read
+            body = read
         return await self.handler.ahandle(method, request.query_params, signature, body)
 
     @staticmethod

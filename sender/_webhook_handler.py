@@ -189,13 +189,20 @@ class WebhookHandler:
             return self._refusal(exc)
         return WebhookResponse(200, challenge.encode("ascii"))
 
-    async def ahandle_post(self, body: bytes, signature: str | None) -> WebhookResponse:
+    async def averified(self, body: bytes, signature: str | None) -> list[WebhookEvent] | WebhookResponse:
+        """The verified events (the reconciler fed, no hook called), or the refusal to answer."""
         try:
             events = await self.verifier.aevents(body, signature)
         except (InvalidSignature, InvalidPayload, TokenStoreError) as exc:
             return self._refusal(exc)
         if self.reconciler is not None:
             self.reconciler.observe(events)
+        return events
+
+    async def ahandle_post(self, body: bytes, signature: str | None) -> WebhookResponse:
+        events = await self.averified(body, signature)
+        if isinstance(events, WebhookResponse):
+            return events
         try:
             for hook, arg in self._calls(events):
                 result = hook(arg)

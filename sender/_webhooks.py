@@ -352,15 +352,20 @@ class WebhookVerifier:
         return bytes.fromhex(signature_header[7:])
 
     @staticmethod
-    def _matches(macs: tuple[hmac.HMAC | None, ...], body: bytes, digest: bytes) -> bool:
-        for template in macs:
+    def _match(macs: tuple[hmac.HMAC | None, ...], body: bytes, digest: bytes) -> int:
+        """The index of the app secret that signed ``body`` (-1: none)."""
+        for i, template in enumerate(macs):
             if template is None:
                 continue
             mac = template.copy()
             mac.update(body)
             if hmac.compare_digest(mac.digest(), digest):
-                return True
-        return False
+                return i
+        return -1
+
+    def _accepted(self, index: int) -> str:
+        self._count("accepted")
+        return self._secrets.providers[index].source
 
     def _refuse(self, secrets: _SecretSet) -> InvalidSignature:
         error = secrets.error()
@@ -401,21 +406,24 @@ class WebhookVerifier:
         return SubscriptionRefused()
 
     # -- sync -----------------------------------------------------------------------------------------------------
-    def verify(self, body: bytes, signature_header: str | None) -> None:
+    def verify(self, body: bytes, signature_header: str | None) -> str:
         """Check ``X-Hub-Signature-256: sha256=<hex>`` against HMAC-SHA256(app secret, ``body``).
 
-        ``body``: the raw bytes as received. Raises :class:`InvalidSignature` (or :class:`PayloadTooLarge`);
-        a store that cannot be read raises its :class:`tokenstore.TokenStoreError`.
+        ``body``: the raw bytes as received. Returns the ``source`` label of the app-secret provider whose
+        secret signed it (with several Meta apps: which one; never the secret). Raises
+        :class:`InvalidSignature` (or :class:`PayloadTooLarge`); a store that cannot be read raises its
+        :class:`tokenstore.TokenStoreError`.
         """
         body = _as_bytes(body)
         digest = self._digest(body, signature_header)
         self._secrets.load()
         _, macs, seen = self._secrets.snapshot()
-        if not self._matches(macs, body, digest) and (
-            not self._secrets.refetch(seen) or not self._matches(self._secrets.snapshot()[1], body, digest)
-        ):
+        index = self._match(macs, body, digest)
+        if index < 0 and self._secrets.refetch(seen):
+            index = self._match(self._secrets.snapshot()[1], body, digest)
+        if index < 0:
             raise self._refuse(self._secrets)
-        self._count("accepted")
+        return self._accepted(index)
 
     def verify_subscription(self, mode: str | None, verify_token: str | None, challenge: str | None) -> str:
         """Answer Meta's GET handshake: the ``hub.challenge`` to echo when ``hub.mode`` is ``subscribe`` and
@@ -439,17 +447,18 @@ class WebhookVerifier:
         return parse_events(body)
 
     # -- async ----------------------------------------------------------------------------------------------------
-    async def averify(self, body: bytes, signature_header: str | None) -> None:
+    async def averify(self, body: bytes, signature_header: str | None) -> str:
         """The awaitable :meth:`verify` (the store is read with the providers' async path)."""
         body = _as_bytes(body)
         digest = self._digest(body, signature_header)
         await self._secrets.aload()
         _, macs, seen = self._secrets.snapshot()
-        if not self._matches(macs, body, digest):
-            refetched = await self._secrets.arefetch(seen)
-            if not refetched or not self._matches(self._secrets.snapshot()[1], body, digest):
-                raise self._refuse(self._secrets)
-        self._count("accepted")
+        index = self._match(macs, body, digest)
+        if index < 0 and await self._secrets.arefetch(seen):
+            index = self._match(self._secrets.snapshot()[1], body, digest)
+        if index < 0:
+            raise self._refuse(self._secrets)
+        return self._accepted(index)
 
     async def averify_subscription(self, mode: str | None, verify_token: str | None, challenge: str | None) -> str:
         """The awaitable :meth:`verify_subscription`."""

@@ -580,8 +580,7 @@ class Sandbox:
     @property
     def webhook_deliveries(self) -> list[WebhookDelivery]:
         """Every webhook queued, in order, with its attempts and the answers it got."""
-        with self.state.webhooks._cond:
-            return list(self.state.webhooks.deliveries)
+        return self.state.webhooks.snapshot()
 
     def __repr__(self) -> str:
         state = self.url if self.running else "stopped"

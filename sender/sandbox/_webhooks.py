@@ -279,6 +279,11 @@ class WebhookSender:
             self._cond.notify_all()
         return delivery
 
+    def snapshot(self) -> list[WebhookDelivery]:
+        """The deliveries so far, in order (a copy of the list; the records are live)."""
+        with self._cond:
+            return list(self.deliveries)
+
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until every queued webhook was delivered or given up; False on timeout."""
         with self._cond:

@@ -257,3 +257,43 @@ async def test_fastapi_example_without_webhook_config_answers_404(
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
             assert (await client.post("/webhook", content=BODY)).status_code == 404
+
+
+def test_fastapi_dependency_under_uvicorn(
+    verifier: sender.WebhookVerifier, app_secret: SecretFile, verify_token: SecretFile
+) -> None:
+    need(importlib.util.find_spec("fastapi") is not None, "fastapi (pip install fastapi)")
+    from fastapi import Depends, FastAPI
+
+    reconciler = sender.Reconciler()
+    webhook = sender.WebhookASGI(verifier, reconciler=reconciler)
+    verified = webhook.dependency()
+    app = FastAPI()
+    received: list[sender.WebhookEvent] = []
+
+    @app.post("/hooks/whatsapp")
+    async def receive(events: list[sender.WebhookEvent] = Depends(verified)) -> dict[str, int]:  # noqa: B008
+        received.extend(events)
+        return {"events": len(events)}
+
+    app.add_route("/hooks/whatsapp", webhook, methods=["GET"])  # the handshake through the ASGI app
+    big = b"{" + b" " * 5000 + b"}"
+    with uvicorn_server(app) as base, httpx.Client(base_url=base) as client:
+        ok = client.post("/hooks/whatsapp", content=BODY, headers={"X-Hub-Signature-256": sign(app_secret.value, BODY)})
+        assert (ok.status_code, ok.json()) == (200, {"events": 1})
+        forged = client.post("/hooks/whatsapp", content=BODY, headers={"X-Hub-Signature-256": sign("x", BODY)})
+        assert forged.status_code == 401 and forged.json() == {"detail": "invalid signature"}
+        assert (
+            client.post(
+                "/hooks/whatsapp", content=big, headers={"X-Hub-Signature-256": sign(app_secret.value, big)}
+            ).status_code
+            == 413
+        )
+        hand = client.get(
+            "/hooks/whatsapp",
+            params={"hub.mode": "subscribe", "hub.verify_token": verify_token.value, "hub.challenge": "77"},
+        )
+        assert (hand.status_code, hand.text) == (200, "77")
+    assert [type(e) for e in received] == [sender.StatusEvent]
+    assert reconciler.status("ref-glue") is not None
+    assert app_secret.value not in forged.text + ok.text

@@ -170,8 +170,10 @@ def test_several_app_secrets_any_may_sign(tmp_path: Path, app_secret: SecretFile
 
     other = _secret_file(tmp_path / "other", "appsecret")
     with sender.WebhookVerifier([app_secret.provider(), other.provider()], clock=clock) as verifier:
-        verifier.verify(BODY, sign(app_secret.value, BODY))
-        verifier.verify(BODY, sign(other.value, BODY))
+        # which app signed it: the provider's source label, never the secret
+        assert verifier.verify(BODY, sign(app_secret.value, BODY)) == f"file:{app_secret.path}"
+        assert verifier.verify(BODY, sign(other.value, BODY)) == f"file:{other.path}"
+        assert asyncio.run(verifier.averify(BODY, sign(other.value, BODY))) == f"file:{other.path}"
         refused(verifier, BODY, sign(app_secret.value + other.value, BODY))
 
 

@@ -52,8 +52,8 @@ def run_webhooks(sandbox: Sandbox, folder: Path, config_path: Path, secret_path:
     import yaml
 
     import sender
+    from tokenstore import fingerprint_of
 
-    from .._token import fingerprint_of
     from ..backends.file import FileBackend
 
     _say("")
@@ -120,7 +120,8 @@ def run_webhooks(sandbox: Sandbox, folder: Path, config_path: Path, secret_path:
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.01)
-            _say("     the receiver refused them (HTTP 401: no cached secret matches); Meta retries with backoff")
+            if any(401 in d.http_statuses for d in sandbox.webhook_deliveries):
+                _say("     the receiver refused them (HTTP 401: no cached secret matches); Meta retries with backoff")
             FileBackend(secret_path).put_token(new_secret)
             _say(f"18. the operator wrote {new_fp} to the store; no restart of the receiver")
             client.send_text(RECIPIENT, "webhook message 4", biz_opaque_callback_data="demo-4")

@@ -35,8 +35,7 @@ def subscribe(call: Call, state: SandboxState) -> Reply:
 
 
 def deliveries(call: Call, state: SandboxState) -> Reply:
-    with state.webhooks._cond:
-        items = [d.summary() for d in state.webhooks.deliveries]
+    items = [d.summary() for d in state.webhooks.snapshot()]
     return Reply(status=200, body={"url": state.webhooks.url, "deliveries": items})
 
 
