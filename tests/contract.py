@@ -278,6 +278,8 @@ class TenantTarget:
     decoys: list[str] = field(default_factory=list)
     #: whether put_token works
     writable: bool = False
+    #: whether put_token creates a tenant's secret that does not exist yet (onboarding)
+    onboard: bool = True
     #: how many store clients / logins / access tokens the backend made (must stay 1 for all tenants)
     clients: Callable[[tokenstore.Backend], int] | None = None
     #: a ``tenants:`` section for tenants_from_config (the config path, template stand-in included)
@@ -351,6 +353,59 @@ class TenantContract:
             assert tenants.provider(b).stats.fetches == 1
             assert tenants.provider(a).stats.fetches == 2
 
+    def _counted(self, target: TenantTarget) -> tuple[tokenstore.TenantProviders, dict[str, Counting]]:
+        backend = target.make()
+        real_named = backend.named
+        counters: dict[str, Counting] = {}
+
+        def counted(option: str, name: str) -> tokenstore.Backend:
+            view = real_named(option, name)
+            counters[name] = Counting(view)
+            return counters[name]  # type: ignore[return-value]
+
+        backend.named = counted  # type: ignore[method-assign]
+        policy = CachePolicy(ttl=300, refresh_ahead=0)
+        return tokenstore.TenantProviders(backend, template=target.template, policy=policy), counters
+
+    def test_cold_gets_one_store_read_per_tenant_threads(self, tenant_target: TenantTarget) -> None:
+        """1,000 concurrent cold gets across 100 tenants (20 threads): exactly 100 store reads."""
+        values = _tenant_values(100)
+        tenant_target.write_all(values)
+        tenants, counters = self._counted(tenant_target)
+        keys = list(values)
+        barrier = threading.Barrier(20)
+        wrong: list[str] = []
+
+        def worker(index: int) -> None:
+            barrier.wait()
+            for j in range(50):
+                tenant = keys[(index * 7 + j) % 100]
+                if tenants.get_token(tenant).reveal() != values[tenant]:
+                    wrong.append(tenant)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        tenants.close()
+        assert not wrong
+        assert sum(c.calls for c in counters.values()) == 100
+        assert all(c.calls == 1 for c in counters.values())
+
+    async def test_cold_gets_one_store_read_per_tenant_tasks(self, tenant_target: TenantTarget) -> None:
+        """1,000 concurrent cold gets across 100 tenants (asyncio tasks): exactly 100 store reads."""
+        values = _tenant_values(100)
+        tenant_target.write_all(values)
+        tenants, counters = self._counted(tenant_target)
+        order = [f"t{i % 100:04d}" for i in range(1000)]
+        try:
+            tokens = await asyncio.gather(*(tenants.aget_token(t) for t in order))
+        finally:
+            await tenants.aclose()
+        assert [t.reveal() for t in tokens] == [values[t] for t in order]
+        assert sum(c.calls for c in counters.values()) == 100
+
     def test_unknown_tenant(self, tenant_target: TenantTarget, caplog: pytest.LogCaptureFixture) -> None:
         values = _tenant_values(1)
         tenant_target.write_all(values)
@@ -376,6 +431,30 @@ class TenantContract:
             assert tenants.get_token(b).reveal() == values[b]
         with self.providers(tenant_target) as fresh:
             assert fresh.get_token(a).reveal() == new
+
+    def test_put_token_onboards_a_new_tenant(self, tenant_target: TenantTarget) -> None:
+        """The first put_token of a tenant the store has no secret for yet writes it (creating it where needed)."""
+        if not tenant_target.writable or not tenant_target.onboard:
+            pytest.skip("n/a: this store cannot create a tenant's secret (declare it first)")
+        tenant_target.write_all(_tenant_values(1))
+        new = canary()
+        with self.providers(tenant_target) as tenants:
+            with pytest.raises(tokenstore.UnknownTenant):
+                tenants.get_token("newcomer")
+            tenants.put_token("newcomer", new)
+            assert tenants.get_token("newcomer").reveal() == new
+            assert tenants.tenants() == ["newcomer", "t0000"]
+
+    async def test_aput_token_onboards_a_new_tenant(self, tenant_target: TenantTarget) -> None:
+        if not tenant_target.writable or not tenant_target.onboard:
+            pytest.skip("n/a: this store cannot create a tenant's secret (declare it first)")
+        new = canary()
+        tenants = self.providers(tenant_target)
+        try:
+            await tenants.aput_token("newcomer2", new)
+            assert (await tenants.aget_token("newcomer2")).reveal() == new
+        finally:
+            await tenants.aclose()
 
     def test_tenant_listing(self, tenant_target: TenantTarget) -> None:
         values = _tenant_values(5)

@@ -493,3 +493,16 @@ def test_a_store_kept_numbers_map_is_not_refused_as_a_misplaced_token(tmp_path: 
     for misplaced in ('{"access_token":"EAAGxyz"}', '{"whatsapp":"EAAGabcdef"}', '{"token":"abc"}'):
         with pytest.raises(tokenstore.SecretMalformed, match="JSON object"):
             one_word(misplaced, source="s")
+
+
+def test_config_example_tenants_section_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = Path(__file__).resolve().parent.parent
+    cfg = tokenstore.load_config(
+        root / "config.example.yaml", environ={"WHATSAPP_PHONE_NUMBER_ID": "1", "WHATSAPP_APP_ID": "1"}
+    )
+    pytest.importorskip("hvac")
+    with tokenstore.tenants_from_config(cfg, source="config.example.yaml") as tenants:
+        assert tenants.max_cached == 10000
+        assert tenants.numbers() == {"106540352242922": "102290129340398"}
+        assert tenants.source == "vault:whatsapp/tenants/{tenant}"
+        assert tenants.policy.max_stale == 3600

@@ -17,28 +17,29 @@ Isolation rules:
   never a fallback to a default or another tenant's token.
 * :meth:`TenantProviders.invalidate` touches one tenant's cache only.
 
-A cache hit through :meth:`TenantProviders.get_token` is a dict lookup, a counter tick written into the tenant's
-slot (its recency) and the cached entry's expiry check: no lock, no call into the tenant's provider. Locks are
-taken only when a tenant's provider is created; eviction drops the least recently used 1% of ``max_cached`` at
-once (O(n) every n/100 misses). Hits through this path are not counted in the tenant's ``stats.hits``.
+A cache hit through :meth:`TenantProviders.get_token` is a dict lookup, a "used" bit set in the tenant's slot and
+one clock read and comparison: no lock, no call into the tenant's provider. Locks are taken only when a tenant's
+provider is created. Eviction is a CLOCK (second chance), the usual approximation of least-recently-used: the
+oldest provider leaves unless it was used since the hand last passed it; 1% of ``max_cached`` leave at once.
+Hits through this path are not counted in the tenant's ``stats.hits``.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import json
 import logging
+import math
 import random
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._cache import CachePolicy, CachingProvider, _Entry
+from ._cache import CachePolicy, CachingProvider
 from ._config import Section, shown
 from ._errors import ConfigError, InvalidTenantKey, SecretMalformed, SecretNotFound, UnknownTenant, WriteConflict
 from ._provider import Backend, TokenProvider
@@ -146,21 +147,27 @@ class TenantTemplate:
 
 
 class _Slot:
-    """What a cache hit reads: the tenant's current cache entry and its recency, in one small object."""
+    """What a cache hit reads: the tenant's cached token, until when it is served as is, and a used bit.
 
-    __slots__ = ("entry", "last_used", "provider")
+    The owning :class:`_TenantCache` writes ``token`` and ``refresh_at`` whenever its entry changes, in an order
+    that keeps every interleaving safe for a reader that checks ``refresh_at`` and then takes ``token``: a new
+    token is written before its later deadline; an invalidation writes the deadline (now) first.
+    """
 
-    def __init__(self, provider: _TenantCache, tick: int) -> None:
+    __slots__ = ("provider", "refresh_at", "token", "used")
+
+    def __init__(self, provider: _TenantCache) -> None:
         self.provider = provider
-        self.entry: _Entry | None = None
-        self.last_used = tick
+        self.token: Token | None = None
+        self.refresh_at = -math.inf
+        self.used = False
 
 
 class _TenantCache(CachingProvider):
     """One tenant's caching provider; a secret not found is said as :class:`~tokenstore.UnknownTenant`.
 
     Every change of its cache entry is mirrored into its :class:`_Slot`, so the owner's hit path reads one small
-    object (no method call, no provider attribute dict).
+    object (no method call into the provider, no attribute dict).
     """
 
     def __init__(
@@ -171,19 +178,24 @@ class _TenantCache(CachingProvider):
         *,
         clock: Callable[[], float],
         rand: Callable[[], float],
-        tick: int,
     ) -> None:
         super().__init__(inner, policy, clock=clock, rand=rand)
         self.tenant = tenant
-        self.slot = _Slot(self, tick)
+        self.slot = _Slot(self)
 
     def _store(self, token: Token, now: float) -> None:
         super()._store(token, now)
-        self.slot.entry = self._entry
+        entry = self._entry
+        assert entry is not None
+        self.slot.token = entry.token
+        self.slot.refresh_at = entry.refresh_at
 
     def invalidate(self, token: Token | None = None) -> None:
         super().invalidate(token)
-        self.slot.entry = self._entry
+        entry = self._entry
+        if entry is not None:
+            self.slot.refresh_at = entry.refresh_at
+            self.slot.token = entry.token
 
     def _unknown(self, exc: SecretNotFound) -> UnknownTenant:
         return UnknownTenant(
@@ -263,7 +275,8 @@ class TenantProviders:
         self._clock = clock
         self._rand = rand
         self._lru: dict[str, _Slot] = {}
-        self._ticks = itertools.count(1)
+        #: the eviction order (a CLOCK: oldest first; a used slot gets a second chance), kept off the hit path
+        self._order: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._closed = False
         #: tenants' providers built / evicted (for metrics and tests)
@@ -283,7 +296,6 @@ class TenantProviders:
         self._numbers_lock = threading.Lock()
         # the hit path's lookups, bound once
         self._get = self._lru.get
-        self._tick = self._ticks.__next__
 
     # -- per tenant -----------------------------------------------------------------------------------------
     def _named(self, tenant: str) -> TokenProvider:
@@ -303,44 +315,53 @@ class TenantProviders:
                 raise RuntimeError("these TenantProviders are closed")
             slot = self._lru.get(key)
             if slot is not None:
-                slot.last_used = self._tick()
+                slot.used = True
                 return slot.provider
             raw = self._factory(key)
-            provider = _TenantCache(raw, key, self.policy, clock=self._clock, rand=self._rand, tick=self._tick())
+            provider = _TenantCache(raw, key, self.policy, clock=self._clock, rand=self._rand)
             if len(self._lru) >= self.max_cached:
                 self._evict()
             self._lru[key] = provider.slot
+            self._order[key] = None
             self.created += 1
         return provider
 
     def _evict(self) -> None:
-        """Drop the least recently used providers: 1% of max_cached at once, so a miss costs O(1) amortized.
+        """Drop 1% of max_cached (at least one) of the least recently used providers, by second chance (CLOCK).
 
-        Evicted providers are not closed: a caller may still hold one, and it keeps working on its own.
+        The oldest slot goes unless it was used since the hand last passed it: then its used bit is cleared and it
+        goes to the back. A hit only sets that bit, so recency costs the hit path one attribute store. Evicted
+        providers are not closed: a caller may still hold one, and it keeps working on its own.
         """
-        count = max(1, self.max_cached // 100)
-        lru = self._lru
-        for key in heapq.nsmallest(count, lru, key=lambda k: lru[k].last_used):
-            del lru[key]
-            self.evicted += 1
+        order, lru = self._order, self._lru
+        for _ in range(max(1, self.max_cached // 100)):
+            while order:
+                key, _ = order.popitem(last=False)
+                slot = lru[key]
+                if slot.used:
+                    slot.used = False
+                    order[key] = None
+                    continue
+                del lru[key]
+                self.evicted += 1
+                break
 
     def provider(self, tenant: str) -> CachingProvider:
         """The tenant's caching provider (built on first use; kept while among the ``max_cached`` most recent)."""
         slot = self._get(tenant)
         if slot is None:
             return self._create(tenant)
-        slot.last_used = self._tick()
+        slot.used = True
         return slot.provider
 
     def get_token(self, tenant: str) -> Token:
-        """The tenant's current token. A hit: a dict lookup, a tick, the cached entry's expiry check."""
+        """The tenant's current token. A hit: a dict lookup, a bit set, one clock read and comparison."""
         slot = self._get(tenant)
         if slot is None:
             return self._create(tenant).get_token()
-        slot.last_used = self._tick()
-        entry = slot.entry
-        if entry is not None and self._clock() < entry.refresh_at:
-            return entry.token
+        slot.used = True
+        if self._clock() < slot.refresh_at:
+            return slot.token  # type: ignore[return-value]  # set whenever refresh_at is
         return slot.provider.get_token()
 
     async def aget_token(self, tenant: str) -> Token:
@@ -348,10 +369,9 @@ class TenantProviders:
         slot = self._get(tenant)
         if slot is None:
             return await self._create(tenant).aget_token()
-        slot.last_used = self._tick()
-        entry = slot.entry
-        if entry is not None and self._clock() < entry.refresh_at:
-            return entry.token
+        slot.used = True
+        if self._clock() < slot.refresh_at:
+            return slot.token  # type: ignore[return-value]
         return await slot.provider.aget_token()
 
     def put_token(self, tenant: str, value: str) -> str | None:
@@ -385,9 +405,9 @@ class TenantProviders:
             slot.provider.invalidate(token)
 
     def cached(self) -> list[str]:
-        """The tenants whose providers are in memory, least recently used first."""
-        lru = dict(self._lru)
-        return sorted(lru, key=lambda k: lru[k].last_used)
+        """The tenants whose providers are in memory, in eviction order (the next to leave first)."""
+        with self._lock:
+            return list(self._order)
 
     def __len__(self) -> int:
         return len(self._lru)
@@ -578,6 +598,7 @@ class TenantProviders:
             self._closed = True
             providers = [slot.provider for slot in self._lru.values()]
             self._lru.clear()
+            self._order.clear()
         for provider in providers:
             provider.close()
         if self._backend is not None:
@@ -591,6 +612,7 @@ class TenantProviders:
             self._closed = True
             providers = [slot.provider for slot in self._lru.values()]
             self._lru.clear()
+            self._order.clear()
         for provider in providers:
             await provider.aclose()
         if self._backend is not None:

@@ -800,6 +800,7 @@ class TestConjurTenants(TenantContract):
             write_name=write_name,
             decoys=["whatsapp/t1/other", "whatsapp/a/b/token", "whatsappx/t2/token", VAR],
             writable=True,
+            onboard=False,  # a Conjur variable is declared by policy before it can hold a value
             clients=lambda b: fake.counts["authn"],
             config=lambda: {"token": {"backend": "conjur", "conjur": options}},
             secrets=[setup.api_key],

@@ -181,6 +181,21 @@ class TestEnvTenants(TenantContract):
         )
 
 
+class TestFlatFileTenants(TenantContract):
+    @pytest.fixture
+    def tenant_target(self, tmp_path: Path) -> TenantTarget:
+        def write(tenant: str, value: str) -> None:
+            (tmp_path / f"{tenant}.token").write_text(value)
+
+        return TenantTarget(
+            make=lambda: FileBackend(tmp_path / "unused"),
+            template=tokenstore.TenantTemplate("path", f"{tmp_path}/{{tenant}}.token"),
+            write=write,
+            writable=True,
+            many=200,
+        )
+
+
 class TestFileTenants(TenantContract):
     @pytest.fixture
     def tenant_target(self, tmp_path: Path) -> TenantTarget:
@@ -207,5 +222,6 @@ class TestFileTenants(TenantContract):
             write_name=write_name,
             decoys=[f"{folder}/.hidden/token", f"{folder}/x/other", f"{folder}/token", f"{tmp_path}/token"],
             writable=True,
+            onboard=False,  # the tenant's folder must exist (a mounted volume per tenant); flat templates onboard
             config=lambda: {"token": {"backend": "file", "file": {"path": f"{folder}/{{tenant}}/token"}}},
         )

@@ -803,3 +803,29 @@ class TestVaultTenantsBelowTheTenant(TenantContract):
             writable=True,
             many=50,
         )
+
+
+def test_vault_tenant_policies_as_documented(
+    bao: OpenBaoServer, root: Any, approle_env: Callable[..., VaultAuth]
+) -> None:
+    """The policies README's "store layout and permissions" gives: one tenant's read, every tenant's read, list."""
+    folder = f"whatsapp/p{uuid.uuid4().hex[:8]}"
+    values = {t: write_v2(root, f"{folder}/{t}") for t in ("acme", "globex")}
+    template = tokenstore.TenantTemplate("path", folder + "/{tenant}")
+    root.sys.create_or_update_policy("one-tenant", f'path "secret/data/{folder}/acme" {{ capabilities = ["read"] }}')
+    root.sys.create_or_update_policy(
+        "all-tenants",
+        f'path "secret/data/{folder}/+" {{ capabilities = ["read"] }}\n'
+        f'path "secret/metadata/{folder}/" {{ capabilities = ["list"] }}',
+    )
+    auth = approle_env("one-tenant", policies=["one-tenant"])
+    with tokenstore.TenantProviders(VaultBackend(url=bao.url, path="x", auth=auth), template=template) as tenants:
+        assert tenants.get_token("acme").reveal() == values["acme"]
+        with pytest.raises(AccessDenied, match="must grant read"):
+            tenants.get_token("globex")
+        with pytest.raises(AccessDenied, match="must grant list"):
+            tenants.tenants()
+    auth = approle_env("all-tenants", policies=["all-tenants"])
+    with tokenstore.TenantProviders(VaultBackend(url=bao.url, path="x", auth=auth), template=template) as tenants:
+        assert tenants.tenants() == ["acme", "globex"]
+        assert tenants.get_token("globex").reveal() == values["globex"]

@@ -1,6 +1,7 @@
 """A local gRPC server of Google Secret Manager (``google.cloud.secretmanager.v1.SecretManagerService``).
 
-Serves ``AccessSecretVersion``, ``AddSecretVersion`` and ``ListSecrets`` over real gRPC (HTTP/2) on 127.0.0.1 with the status
+Serves ``AccessSecretVersion``, ``AddSecretVersion``, ``CreateSecret`` (``ALREADY_EXISTS`` for a secret that
+exists, ``INVALID_ARGUMENT`` without replication) and ``ListSecrets`` over real gRPC (HTTP/2) on 127.0.0.1 with the status
 codes Secret Manager uses, so the real ``SecretManagerServiceClient`` and ``SecretManagerServiceAsyncClient``
 can be pointed at it through the backend's ``endpoint`` + ``plaintext`` options (or over TLS with a local CA).
 The package's own proto-plus classes (de)serialize the messages: no protoc step.
@@ -215,6 +216,11 @@ class SecretManagerServer:
                     request_deserializer=service.AccessSecretVersionRequest.deserialize,
                     response_serializer=service.AccessSecretVersionResponse.serialize,
                 ),
+                "CreateSecret": grpc.unary_unary_rpc_method_handler(
+                    self._wrap("CreateSecret", self._create),
+                    request_deserializer=service.CreateSecretRequest.deserialize,
+                    response_serializer=resources.Secret.serialize,
+                ),
                 "ListSecrets": grpc.unary_unary_rpc_method_handler(
                     self._wrap("ListSecrets", self._list),
                     request_deserializer=service.ListSecretsRequest.deserialize,
@@ -305,6 +311,25 @@ class SecretManagerServer:
             payload.data_crc32c = (crc + 1) % 2**32 if self.corrupt_crc else crc
         return service.AccessSecretVersionResponse(
             name=f"projects/{project}/secrets/{secret}/versions/{number}", payload=payload
+        )
+
+    def _create(self, request: service.CreateSecretRequest) -> resources.Secret:
+        match = _PROJECT_NAME.match(request.parent)
+        if not match or not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", request.secret_id):
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "Invalid resource field value in the request.")
+        project = match.group(1)
+        if "replication" not in request.secret:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "Secret.replication is required.")
+        self._check_denied(project, request.secret_id)
+        with self._lock:
+            if (project, request.secret_id) in self._secrets:
+                raise _Abort(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    f"Secret [projects/{project}/secrets/{request.secret_id}] already exists.",
+                )
+            self._secrets[(project, request.secret_id)] = []
+        return resources.Secret(
+            name=f"projects/{project}/secrets/{request.secret_id}", replication=request.secret.replication
         )
 
     def _list(self, request: service.ListSecretsRequest) -> service.ListSecretsResponse:

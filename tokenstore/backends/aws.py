@@ -703,12 +703,20 @@ class AwsBackend(Backend):
             data[self.key] = value
             payload = json.dumps(data)
         request_token = str(uuid.uuid4())  # idempotency: a retried request cannot make two versions
-        response = self._call(
-            "secretsmanager:PutSecretValue",
-            lambda c: c.put_secret_value(
-                SecretId=self.secret_id, SecretString=payload, ClientRequestToken=request_token
-            ),
-        )
+        onboarding = self._parent is not None  # a tenant's secret is created by its first put_token
+
+        def put(c: Any) -> Any:
+            try:
+                return c.put_secret_value(
+                    SecretId=self.secret_id, SecretString=payload, ClientRequestToken=request_token
+                )
+            except c.exceptions.ResourceNotFoundException:
+                if not onboarding:
+                    raise
+            logger.info("creating %s for a new tenant (secretsmanager:CreateSecret)", self.source)
+            return c.create_secret(Name=self.secret_id, SecretString=payload, ClientRequestToken=request_token)
+
+        response = self._call("secretsmanager:PutSecretValue", put)
         version = response.get("VersionId")
         if not version:
             raise BackendUnavailable("AWS's answer to PutSecretValue carried no VersionId", source=self.source)

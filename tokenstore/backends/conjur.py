@@ -910,6 +910,7 @@ class ConjurBackend(Backend):
             params = {"kind": "variable", "limit": str(self._LIST_PAGE), "offset": str(offset)}
             if search:
                 params["search"] = search
+
             def search_call(access: _Access, params: dict[str, str] = params) -> _Call:
                 return _Call("GET", url, self._headers(access), params=params)
 

@@ -455,10 +455,19 @@ class GcpBackend(Backend):
             except Exception as exc:
                 current = self._current_or_raise(exc)
             data = self._merge(current, value)
+        request = {"parent": self.secret_path, "payload": self._payload(data)}
         try:
-            created = client.add_secret_version(
-                request={"parent": self.secret_path, "payload": self._payload(data)}, retry=None, timeout=self.timeout
-            )
+            try:
+                created = client.add_secret_version(request=request, retry=None, timeout=self.timeout)
+            except Exception as exc:
+                if not self._create_missing(exc):
+                    raise
+                try:
+                    client.create_secret(request=self._create_request(), retry=None, timeout=self.timeout)
+                except Exception as again:
+                    if not self._already_exists(again):
+                        raise
+                created = client.add_secret_version(request=request, retry=None, timeout=self.timeout)
         except Exception as exc:
             raise self._translate(exc, "write") from exc
         return self._written(created)
@@ -480,13 +489,44 @@ class GcpBackend(Backend):
             except Exception as exc:
                 current = self._current_or_raise(exc)
             data = self._merge(current, value)
+        request = {"parent": self.secret_path, "payload": self._payload(data)}
         try:
-            created = await client.add_secret_version(
-                request={"parent": self.secret_path, "payload": self._payload(data)}, retry=None, timeout=self.timeout
-            )
+            try:
+                created = await client.add_secret_version(request=request, retry=None, timeout=self.timeout)
+            except Exception as exc:
+                if not self._create_missing(exc):
+                    raise
+                try:
+                    await client.create_secret(request=self._create_request(), retry=None, timeout=self.timeout)
+                except Exception as again:
+                    if not self._already_exists(again):
+                        raise
+                created = await client.add_secret_version(request=request, retry=None, timeout=self.timeout)
         except Exception as exc:
             raise self._translate(exc, "write") from exc
         return self._written(created)
+
+    def _create_missing(self, exc: Exception) -> bool:
+        """A tenant's secret that does not exist yet is created by its first put_token (onboarding)."""
+        self._load_modules()
+        ex = self._exceptions
+        assert ex is not None
+        if self._parent is None or not isinstance(exc, ex.NotFound):
+            return False
+        logger.info("creating %s for a new tenant (CreateSecret, automatic replication)", self.secret_path)
+        return True
+
+    def _already_exists(self, exc: Exception) -> bool:
+        ex = self._exceptions
+        assert ex is not None
+        return isinstance(exc, ex.AlreadyExists)  # another replica onboarded it at the same moment
+
+    def _create_request(self) -> dict[str, Any]:
+        return {
+            "parent": f"projects/{self.project}",
+            "secret_id": self.secret,
+            "secret": {"replication": {"automatic": {}}},
+        }
 
     def _current_or_raise(self, exc: Exception) -> str | None:
         """Reading the JSON object to update failed: a secret with no version yet starts a new object."""
