@@ -516,3 +516,79 @@ def test_a_verified_uninstall_webhook_marks_the_tenant(fleet: Fleet) -> None:
         outcome = sender.handle_account_update(tenants, event, graph=graph)
         assert outcome is not None and outcome.marked
         assert [c.status for c in sender.check_tenants(tenants, graph).tenants] == ["disconnected"]
+
+
+def test_two_replicas_refreshing_the_fleet_at_once_leave_one_token_per_tenant(fleet: Fleet) -> None:
+    """Two cron jobs start ``refresh --all`` together: per tenant one exchange wins, the loser revokes what it got,
+    the old token is revoked once, and no valid token is left that the store does not hold."""
+    import threading
+
+    due = [fleet.add(f"due{i}", expires_in=3 * DAY) for i in range(4)]
+    old = {t: fleet.read(t) for t in due}
+    barrier = threading.Barrier(2)
+    reports: list[sender.FleetRefresh] = []
+
+    def replica() -> None:
+        with fleet.tenants() as tenants, fleet.graph() as graph:
+            barrier.wait(timeout=10)
+            reports.append(
+                sender.refresh_tenants(
+                    tenants, graph, if_expiring_within=7 * DAY, revoke_old_after=0, sleep=lambda s: None
+                )
+            )
+
+    threads = [threading.Thread(target=replica) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(reports) == 2
+    now = fleet.sandbox.clock()
+    for tenant in due:
+        stored = fleet.read(tenant)
+        assert stored != old[tenant]
+        records = fleet.sandbox.business_tokens(tenant)
+        valid = [r for r in records if r.status(now) == "valid"]
+        assert [r.value for r in valid] == [stored]  # no orphaned valid token
+        assert fleet.sandbox.token_record(old[tenant]).status(now) == "revoked"  # type: ignore[union-attr]
+        statuses = sorted(r.tenants[[t.tenant for t in r.tenants].index(tenant)].status for r in reports)
+        assert statuses.count("refreshed") == 1 and "error" not in statuses  # one exchange won
+
+
+def test_sandbox_uninstall_over_http(fleet: Fleet) -> None:
+    import httpx
+
+    tenant = fleet.add("leaves")
+    other = fleet.add("stays")
+    token = fleet.read(tenant)
+    answer = httpx.post(f"{fleet.sandbox.url}/_sandbox/uninstall", json={"waba_id": tenant}).json()
+    assert answer["uninstalled_tokens"] == 1
+    assert answer["event"]["entry"][0]["changes"][0]["value"]["event"] == "PARTNER_APP_UNINSTALLED"
+    assert_clean(json.dumps(answer), *fleet.secrets)
+    assert httpx.get(f"{fleet.sandbox.url}/_sandbox/events").json()["events"] == [answer["event"]]
+    number = fleet.sandbox.business(tenant).phone_number_id
+    sent = httpx.post(
+        f"{fleet.sandbox.url}/v27.0/{number}/messages",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"messaging_product": "whatsapp", "to": "15551234567", "type": "text", "text": {"body": "x"}},
+    )
+    error = sent.json()["error"]
+    assert sent.status_code == 401 and error["code"] == 190 and error["error_subcode"] == 458
+    assert fleet.sandbox.token_record(fleet.read(other)).status(fleet.sandbox.clock()) == "valid"  # type: ignore[union-attr]
+    bad = httpx.post(f"{fleet.sandbox.url}/_sandbox/uninstall", json={"waba_id": "../x"})
+    assert bad.status_code == 400
+
+
+def test_marking_a_read_only_store_says_so(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = make_fleet(sandbox, tmp_path, {"token": {"backend": "env", "env": {"var": "TS_RO_{tenant}"}}})
+    business = sandbox.add_business(token=canary(), expires_in=SIXTY_DAYS)
+    assert business.token is not None
+    monkeypatch.setenv(f"TS_RO_{business.waba_id}", business.token)
+    sandbox.uninstall(business.waba_id)
+    with fleet.tenants() as tenants, fleet.graph() as graph:
+        with pytest.raises(tokenstore.WriteNotSupported):
+            sender.mark_disconnected(tenants, business.waba_id, graph=graph)
+        # check --all still finds it: Graph calls its token invalid and the store has nothing newer
+        (check,) = sender.check_tenants(tenants, graph).tenants
+        assert check.status == "disconnected" and check.disconnected is not None
+        assert check.disconnected.reason == "PARTNER_APP_UNINSTALLED"
