@@ -111,6 +111,16 @@ def test_sandbox_output_files_are_checked_before_anything_starts(
     assert "names a folder" in err
 
 
+def test_sandbox_accept_env_never_echoes_a_pasted_token(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = canary()
+    monkeypatch.delenv(token, raising=False)
+    assert main(["sandbox", "--port", "0", "--accept-env", token]) == 2
+    err = capsys.readouterr().err
+    assert token not in err and "--accept-env [masked sha256:" in err and err.count("\n") == 1
+
+
 def test_serve_checks_its_options_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from sender.sandbox._cli import serve
 
@@ -238,3 +248,13 @@ def test_the_cli_imports_only_public_names() -> None:
                 ):
                     offenders.append(f"{path.name}:{node.lineno}: {name}")
     assert offenders == []
+
+
+def test_the_sandbox_library_refuses_a_non_finite_lifetime() -> None:
+    from sender.sandbox import Sandbox
+
+    sandbox = Sandbox()
+    for value in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValueError, match="finite number of seconds"):
+            sandbox.issue_token(expires_in=value)
+    assert sandbox.issue_token(expires_in=-5)  # an already expired token stays possible (tests need it)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
-from tokenstore import fingerprint_of
+from tokenstore import fingerprint_of, mask_credentials
 
 from ._clock import ManualClock
 from ._server import Sandbox
@@ -86,7 +86,8 @@ def serve(
     for var in accept_env:
         value = os.environ.get(var, "").strip()
         if not value:
-            print(f"tokenstore: error: --accept-env {var}: the variable is not set or empty", file=sys.stderr)
+            shown = mask_credentials(var)  # a token typed where the variable's name goes is not echoed
+            print(f"tokenstore: error: --accept-env {shown}: the variable is not set or empty", file=sys.stderr)
             return 2
         if sandbox.token_record(value) is None:
             sandbox.issue_token(value=value, label=f"env:{var}")
