@@ -190,12 +190,90 @@ BAD_CONFIGS = [
 ]
 
 
+BAD_CONFIGS += [
+    (
+        "tenants:\n  token: {backend: env, env: {var: 'T_{tenant}'}, cache: false}\n",
+        "tenants.token.cache: a tenant's token is always cached (one caching provider per tenant): set a short ttl "
+        "instead",
+    ),
+    (
+        "tenants:\n  token: {backend: vault, vault: {url: 'https://v:8200', path: whatsapp/prod}}\n",
+        "tenants.token.vault: the tenants template must contain {tenant} in the secret's name (vault.path), "
+        "e.g. vault: {path: whatsapp/tenants/{tenant}}",
+    ),
+    (
+        "tenants:\n  token: {backend: vault, vault: {url: 'https://v:8200', path: a, key: 'k{tenant}'}}\n",
+        "tenants.token.vault.key: {tenant} can only be in the secret's name (vault.path), "
+        "e.g. vault: {path: whatsapp/tenants/{tenant}}",
+    ),
+    (
+        "tenants:\n  token: {backend: aws, aws: {secret_id: whatsapp/prod}}\n",
+        "tenants.token.aws: the tenants template must contain {tenant} in the secret's name (aws.secret_id or "
+        "aws.parameter), e.g. aws: {secret_id: whatsapp/{tenant}} or aws: {parameter: /whatsapp/{tenant}/token}",
+    ),
+    (
+        "tenants:\n  token: {backend: aws, aws: {secret_id: 'w/{tenant}', region: 'eu-{tenant}'}}\n",
+        "tenants.token.aws.secret_id: {tenant} must be in exactly one option, the secret's name; found it in "
+        "tenants.token.aws.secret_id and tenants.token.aws.region",
+    ),
+    (
+        "tenants:\n  token: {backend: gcp, gcp: {project: p, secret: wa-token}}\n",
+        "tenants.token.gcp: the tenants template must contain {tenant} in the secret's name (gcp.secret), "
+        "e.g. gcp: {secret: wa-token-{tenant}}",
+    ),
+    (
+        "tenants:\n  token: {backend: gcp, gcp: {project: 'p-{tenant}', secret: wa-token}}\n",
+        "tenants.token.gcp.project: {tenant} can only be in the secret's name (gcp.secret), "
+        "e.g. gcp: {secret: wa-token-{tenant}}",
+    ),
+    (
+        "tenants:\n  token: {backend: azure, azure: {vault_url: 'https://v.vault.azure.net', name: wa}}\n",
+        "tenants.token.azure: the tenants template must contain {tenant} in the secret's name (azure.name), "
+        "e.g. azure: {name: wa-token-{tenant}}",
+    ),
+    (
+        "tenants:\n  token: {backend: conjur, conjur: {url: 'https://c', account: a, login: h, variable: v}}\n",
+        "tenants.token.conjur: the tenants template must contain {tenant} in the secret's name (conjur.variable), "
+        "e.g. conjur: {variable: whatsapp/{tenant}/token}",
+    ),
+    (
+        "tenants:\n  token: {backend: conjur, conjur: {url: 'https://c', account: a, login: 'h/{tenant}', "
+        "variable: 'v/{tenant}'}}\n",
+        "tenants.token.conjur.login: {tenant} must be in exactly one option, the secret's name; found it in "
+        "tenants.token.conjur.login and tenants.token.conjur.variable",
+    ),
+]
+
+
 @pytest.mark.parametrize(("text", "message"), BAD_CONFIGS)
 def test_bad_config_names_file_and_field(tmp_path: Path, text: str, message: str) -> None:
     path = write_config(tmp_path, text)
     with pytest.raises(tokenstore.ConfigError) as info:
         tokenstore.load_tenants(path)
     assert str(info.value).startswith(f"{path}: {message}"), str(info.value)
+
+
+def test_backend_without_tenant_support(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Plain(tokenstore.Backend):
+        name = "plain15a"
+
+        @classmethod
+        def from_config(cls, section: tokenstore.Section) -> Plain:
+            return cls()
+
+        def get_token(self) -> tokenstore.Token:  # pragma: no cover - never read
+            raise AssertionError
+
+    from tokenstore import _registry
+
+    monkeypatch.setitem(_registry._registered, "plain15a", Plain)  # registered for this test only
+    path = write_config(tmp_path, "tenants:\n  token: {backend: plain15a, plain15a: {name: 'x{tenant}'}}\n")
+    with pytest.raises(tokenstore.ConfigError) as info:
+        tokenstore.load_tenants(path)
+    assert str(info.value) == (
+        f"{path}: tenants.token.backend: the 'plain15a' backend cannot keep one secret per tenant "
+        "(it has no tenant template)"
+    )
 
 
 def test_no_tenants_section(tmp_path: Path) -> None:
@@ -223,7 +301,7 @@ def test_bad_tenant_keys_refused_before_any_store_call(monkeypatch: pytest.Monke
     assert len(tenants) == 0
 
 
-@pytest.mark.parametrize("key", [1, None, b"abc", 1.5])
+@pytest.mark.parametrize("key", [1, None, b"abc", 1.5, ["a"], {"a": 1}])
 def test_non_string_tenant_keys(key: object) -> None:
     tenants, _ = counting_env()
     with pytest.raises(InvalidTenantKey, match="a tenant key must be a string"):
@@ -322,6 +400,9 @@ def test_invalidate_touches_only_that_tenant(monkeypatch: pytest.MonkeyPatch) ->
     assert factory.reads("t3") == 2
     assert {t: factory.reads(t) for t in values if t != "t3"} == {t: 1 for t in values if t != "t3"}
     assert tenants.provider("t4").stats.invalidations == 0
+    summary = tenants.stats()
+    assert (summary["cached"], summary["created"], summary["evicted"]) == (10, 10, 0)
+    assert (summary["fetches"], summary["invalidations"]) == (11, 2)  # two 190s, one refetch
     tenants.invalidate("t9999")  # not cached: nothing to forget, no store call
     assert factory.reads() == 11
 
@@ -411,8 +492,14 @@ def test_numbers_kept_in_the_store_and_added_by_onboarding(tmp_path: Path) -> No
         )
         clock.advance(10)
         assert tenants.tenant_for_number("113") == "initech"
-        # the "tenants" listing ignores the map's own file only if it does not look like a tenant: it does
         assert "acme" in tenants.tenants()
+        # offboarding: a number of another tenant is refused; the map keeps the others
+        with pytest.raises(ValueError, match="belongs to tenant 'acme', not 'globex'"):
+            tenants.remove_numbers(["112"], tenant="globex")
+        assert tenants.remove_numbers(["111", "999"], tenant="globex") == {"112": "acme", "113": "initech"}
+        assert json.loads((folder / "numbers.json").read_text()) == {"112": "acme", "113": "initech"}
+        with pytest.raises(UnknownTenant):
+            tenants.tenant_for_number("111")
 
 
 async def test_numbers_store_async(tmp_path: Path) -> None:
@@ -506,3 +593,50 @@ def test_config_example_tenants_section_loads(monkeypatch: pytest.MonkeyPatch) -
         assert tenants.numbers() == {"106540352242922": "102290129340398"}
         assert tenants.source == "vault:whatsapp/tenants/{tenant}"
         assert tenants.policy.max_stale == 3600
+
+
+# -- fuzz: arbitrary tenants: sections give only our errors ----------------------------------------------------
+_FUZZ_SECRET = "EAAGCANARYtenantsFUZZsecret0123456789"
+_fuzz_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-5, max_value=10**16),
+    st.text(max_size=20),
+    st.just(_FUZZ_SECRET),
+    st.sampled_from(["{tenant}", "T_{tenant}", "/s/{tenant}", "a{tenant}{tenant}", "{x}", "env", "file", "vault"]),
+)
+_fuzz_keys = st.sampled_from(
+    ["token", "max_cached", "numbers", "numbers_from", "backend", "env", "file", "var", "path", "key", "cache", "ttl"]
+) | st.text(max_size=6)
+_fuzz_trees = st.recursive(
+    _fuzz_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_fuzz_keys, inner, max_size=4)),
+    max_leaves=15,
+)
+_fuzz_sections = st.builds(
+    lambda backend, options, numbers, max_cached, extra: {
+        "token": {"backend": backend, backend: options},
+        "numbers": numbers,
+        "max_cached": max_cached,
+        **extra,
+    },
+    st.sampled_from(["env", "file", "vault", "nope"]),
+    st.one_of(_fuzz_trees, st.dictionaries(_fuzz_keys, _fuzz_scalars, max_size=4)),
+    st.one_of(st.none(), _fuzz_trees, st.dictionaries(_fuzz_scalars, _fuzz_scalars, max_size=3)),
+    _fuzz_scalars,
+    st.dictionaries(_fuzz_keys, _fuzz_trees, max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(section=st.one_of(_fuzz_sections, _fuzz_trees))
+def test_arbitrary_tenants_sections_give_only_config_errors(section: object) -> None:
+    try:
+        tenants = tokenstore.tenants_from_config({"tenants": section}, source="fuzz.yaml")
+    except tokenstore.ConfigError as exc:
+        assert _FUZZ_SECRET not in str(exc)
+        assert str(exc).startswith("fuzz.yaml: tenants")
+        return
+    except tokenstore.TokenStoreError as exc:  # pragma: no cover - reported with its type
+        raise AssertionError(f"not a ConfigError: {type(exc).__name__}: {exc}") from exc
+    tenants.close()

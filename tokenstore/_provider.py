@@ -276,10 +276,9 @@ class Backend(TokenProvider):
             )
             _VIEW_CLASSES[cls] = view_cls
         view = object.__new__(view_cls)
-        if "source" in attrs:  # ``source`` is a property (masked on write): set what it reads
-            attrs["_source"] = mask_credentials(attrs.pop("source"))
-        view.__dict__.update(attrs)
         view.__dict__["_parent"] = root
+        for name, value in attrs.items():
+            setattr(view, name, value)  # through any property setter (a masked ``source``, say)
         return view  # type: ignore[return-value]
 
     def tenant_key_problem(self, tenant: str) -> str | None:

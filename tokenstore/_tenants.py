@@ -348,7 +348,10 @@ class TenantProviders:
 
     def provider(self, tenant: str) -> CachingProvider:
         """The tenant's caching provider (built on first use; kept while among the ``max_cached`` most recent)."""
-        slot = self._get(tenant)
+        try:
+            slot = self._get(tenant)
+        except TypeError:  # unhashable: not a key at all (InvalidTenantKey below)
+            slot = None
         if slot is None:
             return self._create(tenant)
         slot.used = True
@@ -356,7 +359,10 @@ class TenantProviders:
 
     def get_token(self, tenant: str) -> Token:
         """The tenant's current token. A hit: a dict lookup, a bit set, one clock read and comparison."""
-        slot = self._get(tenant)
+        try:
+            slot = self._get(tenant)
+        except TypeError:  # unhashable: not a key at all (InvalidTenantKey below)
+            slot = None
         if slot is None:
             return self._create(tenant).get_token()
         slot.used = True
@@ -366,7 +372,10 @@ class TenantProviders:
 
     async def aget_token(self, tenant: str) -> Token:
         """Async :meth:`get_token`."""
-        slot = self._get(tenant)
+        try:
+            slot = self._get(tenant)
+        except TypeError:  # unhashable: not a key at all (InvalidTenantKey below)
+            slot = None
         if slot is None:
             return await self._create(tenant).aget_token()
         slot.used = True
@@ -411,6 +420,18 @@ class TenantProviders:
 
     def __len__(self) -> int:
         return len(self._lru)
+
+    def stats(self) -> dict[str, int]:
+        """Counters: tenants ``cached`` / ``created`` / ``evicted``, and the cached tenants' cache counters summed
+        (``fetches`` = store reads, ``backend_errors``, ``invalidations``, ...; hits through :meth:`get_token`
+        are not counted: that path touches no counter)."""
+        with self._lock:
+            providers = [slot.provider for slot in self._lru.values()]
+        totals: dict[str, int] = {"cached": len(providers), "created": self.created, "evicted": self.evicted}
+        for provider in providers:
+            for name, value in provider.stats.snapshot().items():
+                totals[name] = totals.get(name, 0) + value
+        return totals
 
     # -- listing --------------------------------------------------------------------------------------------
     def _from_names(self, names: Iterable[str]) -> list[str]:
@@ -584,6 +605,44 @@ class TenantProviders:
             self._numbers_memo = None
         logger.info("added %d phone number(s) to the numbers map at %s", len(additions), store.source)
         return current
+
+    def remove_numbers(self, numbers: Iterable[str], *, tenant: str | None = None) -> dict[str, str]:
+        """Take phone numbers out of the map kept in the store (offboarding); returns the whole new map.
+
+        With ``tenant``, a number owned by another tenant is refused (:class:`ValueError`): one customer's
+        offboarding never unroutes another's number. Numbers not in the map are ignored.
+        """
+        store = self._numbers_store
+        if store is None:
+            raise TypeError("the phone numbers are not kept in the store here: configure tenants.numbers_from")
+        owner_check = check_tenant_key(tenant) if tenant is not None else None
+        keys = []
+        for number in numbers:
+            key = _number_key(number)
+            if key is None:
+                raise ValueError(f"phone number id {_describe_key(number)} is not a phone number id (digits)")
+            keys.append(key)
+        with self._numbers_lock:
+            store.invalidate()
+            current = dict(self._read_map(self._map_token()))
+            present = [k for k in keys if k in current]
+            for key in present:
+                if owner_check is not None and current[key] != owner_check:
+                    raise ValueError(f"phone number id {key} belongs to tenant {current[key]!r}, not {owner_check!r}")
+            if not present:
+                return current
+            for key in present:
+                del current[key]
+            store.put_token(json.dumps(current, separators=(",", ":"), sort_keys=True))
+            self._numbers_memo = None
+        logger.info("removed %d phone number(s) from the numbers map at %s", len(present), store.source)
+        return current
+
+    async def aremove_numbers(self, numbers: Iterable[str], *, tenant: str | None = None) -> dict[str, str]:
+        """Async :meth:`remove_numbers` (runs in a worker thread)."""
+        import asyncio
+
+        return await asyncio.to_thread(self.remove_numbers, list(numbers), tenant=tenant)
 
     async def aadd_numbers(self, numbers: Mapping[str, str], *, replace: bool = False) -> dict[str, str]:
         """Async :meth:`add_numbers` (runs in a worker thread)."""
@@ -764,7 +823,12 @@ def _template_backend(token: Section) -> tuple[Backend, TenantTemplate, CachePol
     data[name] = section_data
     backend = provider_from_section(Section(data, path=token.path, source=token.source), cache=False)
     assert isinstance(backend, Backend)
-    policy = cache_policy_from_config(token) or CachePolicy()
+    policy = cache_policy_from_config(token)
+    if policy is None:
+        backend.close()
+        token.fail(
+            "cache", "a tenant's token is always cached (one caching provider per tenant): set a short ttl instead"
+        )
     return backend, template, policy
 
 
