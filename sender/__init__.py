@@ -48,6 +48,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         OutcomeUnknown,
         PermissionDenied,
         PolicyBlocked,
+        QueueTimeout,
         RateLimited,
         RecipientError,
         SendError,
@@ -102,6 +103,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         validate_business_token,
     )
     from ._pacing import Pacer, PacingPolicy
+    from ._pool import DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_TIMEOUT, AsyncConnectionPool, ConnectionPool
     from ._reconcile import Reconciler
     from ._redact import RedactingFilter, install_log_redaction, redact_text, redact_url
     from ._redirect import RedirectTransport
@@ -137,15 +139,19 @@ __all__ = [
     "API_VERSION_END_OF_AVAILABILITY",
     "DEFAULT_API_VERSION",
     "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_QUEUE_TIMEOUT",
     "DEFAULT_RETRY_CODES",
     "NEVER_RETRY_CODES",
     "AccountUpdateEvent",
     "AppCredentialsError",
+    "AsyncConnectionPool",
     "AsyncGraphTokenClient",
     "AsyncSender",
     "AsyncTenantSender",
     "AuthenticationError",
     "ConnectFailed",
+    "ConnectionPool",
     "DisconnectOutcome",
     "EventHook",
     "FleetCheck",
@@ -169,6 +175,7 @@ __all__ = [
     "PermissionDenied",
     "PolicyBlocked",
     "Pricing",
+    "QueueTimeout",
     "RateLimited",
     "RecipientError",
     "Reconciler",
@@ -269,6 +276,7 @@ _LAZY: dict[str, str] = {
     "OutcomeUnknown": "._exceptions",
     "PermissionDenied": "._exceptions",
     "PolicyBlocked": "._exceptions",
+    "QueueTimeout": "._exceptions",
     "RateLimited": "._exceptions",
     "RecipientError": "._exceptions",
     "SendError": "._exceptions",
@@ -318,6 +326,10 @@ _LAZY: dict[str, str] = {
     "validate_business_token": "._onboard",
     "Pacer": "._pacing",
     "PacingPolicy": "._pacing",
+    "AsyncConnectionPool": "._pool",
+    "ConnectionPool": "._pool",
+    "DEFAULT_MAX_CONNECTIONS": "._pool",
+    "DEFAULT_QUEUE_TIMEOUT": "._pool",
     "RedactingFilter": "._redact",
     "install_log_redaction": "._redact",
     "redact_text": "._redact",

@@ -12,6 +12,9 @@
       appsecret_proof: false             # true | timed: needs the app_secret: section
       retry: {max_attempts: 3, backoff_initial: 0.5, backoff_max: 8, ...}     # or false
       pacing: {messages_per_second: 80, per_recipient_interval: 6, max_wait: 30}  # off when absent
+      max_connections: 400               # the pool: in flight = rate x latency (1,000/s x 0.3 s = 300)
+      max_in_flight: 400                 # requests on the wire at once (default and most: max_connections)
+      queue_timeout: 60                  # seconds a send waits for a slot, then QueueTimeout (false: no limit)
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from tokenstore import ConfigError, Section, load_config, resolve_config_path
 from tokenstore._config import is_loopback_host, shown
 
 from ._pacing import PacingPolicy
+from ._pool import DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_TIMEOUT
 from ._retry import DEFAULT_RETRY_CODES, RetryPolicy
 
 __all__ = [
@@ -81,6 +85,9 @@ WHATSAPP_KEYS = [
     "retry",
     "pacing",
     "async_transport",
+    "max_connections",
+    "max_in_flight",
+    "queue_timeout",
 ]
 _RETRY_KEYS = (
     "max_attempts",
@@ -176,6 +183,12 @@ class SenderSettings:
     pacing: PacingPolicy | None = None
     #: AsyncSender's transport: "auto" (aiohttp's pool when installed), "aiohttp" or "httpx"
     async_transport: str = "auto"
+    #: connections in the pool (None: the default, 400)
+    max_connections: int | None = None
+    #: requests in flight at once (None: max_connections)
+    max_in_flight: int | None = None
+    #: seconds a send waits for an in-flight slot before QueueTimeout (None: no limit)
+    queue_timeout: float | None = DEFAULT_QUEUE_TIMEOUT
     source: str | None = None
 
 
@@ -331,6 +344,17 @@ def settings_from_config(
     problem = check_base_url(base_url)
     if problem:
         section.fail("base_url", problem)
+    max_connections = section.get_int("max_connections", None, min=1, max=100_000)
+    max_in_flight = section.get_int("max_in_flight", None, min=1, max=100_000)
+    if max_in_flight is not None and max_in_flight > (max_connections or DEFAULT_MAX_CONNECTIONS):
+        section.fail(
+            "max_in_flight",
+            f"must not exceed max_connections ({max_connections or DEFAULT_MAX_CONNECTIONS}): a request with a "
+            "slot must never wait for a connection; raise max_connections too",
+        )
+    queue_timeout: float | None = None  # false: wait for a slot as long as it takes
+    if section.raw("queue_timeout") is not False:
+        queue_timeout = section.get_float("queue_timeout", DEFAULT_QUEUE_TIMEOUT, min=0)
     ca_bundle = section.get_path("ca_bundle", None)
     if ca_bundle is not None and not os.path.isfile(ca_bundle):
         section.fail("ca_bundle", f"no such file: {ca_bundle}")
@@ -345,5 +369,8 @@ def settings_from_config(
         retry=_retry(section),
         pacing=_pacing(section),
         async_transport=section.get_str("async_transport", "auto", choices=("auto", "aiohttp", "httpx")),
+        max_connections=max_connections,
+        max_in_flight=max_in_flight,
+        queue_timeout=queue_timeout,
         source=source,
     )

@@ -17,6 +17,8 @@ token (known secrets and token-shaped words are scrubbed from whatever Graph sen
     ├── TemplateError         132000-132999
     ├── PolicyBlocked         368, 131048 (spam rate limit), 131031, 131049, 130497
     ├── ServerError           1, 2, 131000, 131016, 131057, 133004, and HTTP 5xx without a Graph error
+    ├── QueueTimeout          waited longer than ``queue_timeout`` for one of the ``max_in_flight`` slots:
+    │                         nothing was sent (our own backpressure, not a network failure; not retried)
     └── NetworkError          no Graph answer at all
         ├── ConnectFailed     never reached the API (connect error or timeout, pool timeout): not delivered
         └── OutcomeUnknown    the request went out but no usable answer came back (read timeout, connection
@@ -40,6 +42,7 @@ __all__ = [
     "OutcomeUnknown",
     "PermissionDenied",
     "PolicyBlocked",
+    "QueueTimeout",
     "RateLimited",
     "RecipientError",
     "SendError",
@@ -178,6 +181,15 @@ class PolicyBlocked(SendError):
 
 class ServerError(SendError):
     """A transient failure on Meta's side (1, 2, 131000, 131016, 133004) or an HTTP 5xx."""
+
+
+class QueueTimeout(SendError):
+    """The send waited longer than ``queue_timeout`` for a free in-flight slot: nothing was sent.
+
+    Backpressure in the sender itself (``max_in_flight`` requests are already on the wire), not a network
+    failure: it is never retried by the sender. Safe to send again later (``retryable`` is True); a steady
+    stream of these means more is asked than ``max_in_flight / latency`` messages a second.
+    """
 
 
 class NetworkError(SendError):

@@ -194,8 +194,16 @@ def onboard(
         if any(t.tenant == tenant for t in result.tenants):
             continue  # two WABAs of one tenant: one secret
         entry = OnboardedTenant(tenant=tenant, waba_id=waba_id)
-        store = _raw(tenants.provider(tenant))
-        old = _store_token(store, token, entry, result.tenants)
+        try:
+            store = _raw(tenants.provider(tenant))
+            old = _store_token(store, token, entry, result.tenants)
+        except Exception as exc:
+            if not result.tenants:  # stored nowhere: a live token nobody holds must not remain
+                note = _discard(graph, token, info)
+                say("discarded", f"business token {token.fingerprint}: {note}")
+                if isinstance(exc, OnboardingRefused):
+                    raise OnboardingRefused(f"{exc}; the business token {note}") from exc
+            raise
         tenants.invalidate(tenant)
         if old is not None and old != token:
             entry.replaced = old.fingerprint

@@ -126,8 +126,18 @@ _FILTER = RedactingFilter()
 _installed: set[str] = set()
 _install_lock = threading.Lock()
 
-#: the loggers that can see our URLs: httpx logs each request line at INFO; httpcore traces at DEBUG
-_LOGGERS = ("httpx", "httpcore.http11", "httpcore.http2", "httpcore.connection", "sender", "sender.sandbox")
+#: the loggers that can see our URLs: httpx logs each request line at INFO; httpcore traces at DEBUG; urllib3
+#: (Sender's direct path) logs each request line at DEBUG
+_LOGGERS = (
+    "httpx",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.connection",
+    "urllib3.connectionpool",
+    "sender",
+    "sender.http",
+    "sender.sandbox",
+)
 
 
 def install_log_redaction(names: Iterable[str] = _LOGGERS) -> None:

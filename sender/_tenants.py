@@ -13,8 +13,10 @@ What holds:
 
 * isolation: a number's sender asks its own tenant's provider, and only it, on every request; a number with
   no tenant raises :class:`tokenstore.UnknownTenant` before any request (no default, no fallback);
-* one pool: every per-number sender borrows the TenantSender's connection pool (one httpx pool, or one aiohttp
-  session for the async twin); closing a per-number sender leaves the pool alone, closing the TenantSender
+* one pool: every per-number sender gets the TenantSender's one :class:`~sender.ConnectionPool` (or
+  :class:`~sender.AsyncConnectionPool` for the async twin) as ``pool=``: the same connections and the same
+  in-flight bound (``max_connections``, ``max_in_flight``, ``queue_timeout``) for every tenant; closing a
+  per-number sender leaves the pool alone, closing the TenantSender
   closes it (and the senders it handed out);
 * a 190 for one tenant invalidates and refetches that tenant's token only; when the store holds no newer
   (working) token, the send raises :class:`~sender.TenantDisconnected` (an ``AuthenticationError`` with
@@ -31,7 +33,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -40,9 +42,10 @@ import httpx
 from tokenstore import Token, TokenProvider, UnknownTenant, disconnected_marker
 
 from ._auth import TokenAuth
-from ._client import POOL_LIMITS, AsyncSender, Sender
+from ._client import AsyncSender, Sender
 from ._config import SenderSettings, read_config, settings_from_config
 from ._exceptions import SendError, TenantDisconnected
+from ._pool import DEFAULT_QUEUE_TIMEOUT, AsyncConnectionPool, ConnectionPool
 
 if TYPE_CHECKING:
     from tokenstore import TenantProviders
@@ -56,6 +59,8 @@ __all__ = [
     "TenantBoundSender",
     "TenantSender",
 ]
+
+_R = TypeVar("_R")
 
 #: per-number senders kept by default (the tenants' own cache is bounded by ``tenants.max_cached``)
 DEFAULT_MAX_SENDERS = 10_000
@@ -192,6 +197,14 @@ class TenantAuth(TokenAuth):
                 return self._marked(token)
         raise self._known_dead(token)
 
+    def run(self, send: Callable[[Token, Token | None], _R]) -> _R:
+        self._check_sync()
+        return super().run(send)
+
+    async def arun(self, send: Callable[[Token, Token | None], Awaitable[_R]]) -> _R:
+        await self._check_async()
+        return await super().arun(send)
+
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         self._check_sync()
         yield from super().sync_auth_flow(request)
@@ -212,7 +225,7 @@ class TenantAuth(TokenAuth):
 
 
 class TenantBoundSender(Sender):
-    """A :class:`~sender.Sender` bound to one number and its tenant, on a borrowed pool
+    """A :class:`~sender.Sender` bound to one number and its tenant, on the TenantSender's shared pool
     (from :meth:`TenantSender.for_number`)."""
 
     def __init__(self, provider: TokenProvider, *, tenant: str, auth: TenantAuth, **options: Any) -> None:
@@ -225,16 +238,13 @@ class TenantBoundSender(Sender):
 
 
 class AsyncTenantBoundSender(AsyncSender):
-    """An :class:`~sender.AsyncSender` bound to one number and its tenant, on a borrowed pool
-    (from :meth:`AsyncTenantSender.for_number`)."""
+    """An :class:`~sender.AsyncSender` bound to one number and its tenant, on the AsyncTenantSender's shared
+    pool (from :meth:`AsyncTenantSender.for_number`)."""
 
-    def __init__(
-        self, provider: TokenProvider, *, tenant: str, auth: TenantAuth, transport_name: str, **options: Any
-    ) -> None:
+    def __init__(self, provider: TokenProvider, *, tenant: str, auth: TenantAuth, **options: Any) -> None:
         #: the tenant whose token this sender asks for (and only it)
         self.tenant = tenant
         super().__init__(provider, auth=auth, **options)
-        self.transport_name = transport_name
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]} tenant={self.tenant!r}>"
@@ -261,56 +271,6 @@ class _NoToken(TokenProvider):
         raise RuntimeError("the probe sender never sends")
 
 
-# -- the shared pool --------------------------------------------------------------------------------------------
-class _PoolClosed(RuntimeError):
-    pass
-
-
-class _SharedPool:
-    """The one connection pool of a TenantSender: a transport handed in, or the transports of an httpx client
-    without auth or cookies (so proxies from the environment apply exactly as they do for a Sender)."""
-
-    def __init__(self, owner: str, transport: Any = None, client: Any = None) -> None:
-        self.owner = owner
-        self.transport = transport
-        self.client = client
-        self.closed = False
-
-    def route(self, url: httpx.URL) -> Any:
-        if self.closed:
-            raise _PoolClosed(f"the {self.owner} that owns this connection pool is closed")
-        if self.transport is not None:
-            return self.transport
-        pick = getattr(self.client, "_transport_for_url", None)  # httpx's proxy/mount routing
-        return pick(url) if pick is not None else self.client._transport  # type: ignore[union-attr]
-
-
-class _BorrowedTransport(httpx.BaseTransport):
-    """A per-number sender's view of the shared pool: closing it leaves the pool open."""
-
-    def __init__(self, pool: _SharedPool) -> None:
-        self._pool = pool
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response: httpx.Response = self._pool.route(request.url).handle_request(request)
-        return response
-
-    def close(self) -> None:
-        """The pool belongs to the TenantSender."""
-
-
-class _BorrowedAsyncTransport(httpx.AsyncBaseTransport):
-    def __init__(self, pool: _SharedPool) -> None:
-        self._pool = pool
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response: httpx.Response = await self._pool.route(request.url).handle_async_request(request)
-        return response
-
-    async def aclose(self) -> None:
-        """The pool belongs to the AsyncTenantSender."""
-
-
 # -- the routers --------------------------------------------------------------------------------------------------
 class _BaseTenantSender(Generic[_S]):
     """What both twins share: the tenants, the settings every per-number sender gets, the sender cache."""
@@ -328,6 +288,9 @@ class _BaseTenantSender(Generic[_S]):
         timeout: httpx.Timeout | float | None = None,
         ca_bundle: str | None = None,
         transport: Any = None,
+        max_connections: int | None = None,
+        max_in_flight: int | None = None,
+        queue_timeout: float | None = DEFAULT_QUEUE_TIMEOUT,
         headers: Mapping[str, str] | None = None,
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
@@ -366,7 +329,13 @@ class _BaseTenantSender(Generic[_S]):
         if sleep is not None:
             options["sleep"] = sleep
         self._options = options
-        self._ca_bundle = ca_bundle
+        pool_options: dict[str, Any] = {
+            "ca_bundle": ca_bundle,
+            "max_in_flight": max_in_flight,
+            "queue_timeout": queue_timeout,
+        }
+        if max_connections is not None:
+            pool_options["max_connections"] = max_connections
         #: the config file this object was built from (named in errors), if any
         self._source: str | None = None
         self._clock = clock
@@ -379,12 +348,12 @@ class _BaseTenantSender(Generic[_S]):
         self._senders: collections.OrderedDict[str, _S] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._closed = False
-        self._pool = self._make_pool(transport)
+        self._pool = self._make_pool(transport, pool_options)
         # fail now, not on the first for_number, when an option is wrong (a bad base_url, api_version...)
         self._probe()
 
     # -- construction -------------------------------------------------------------------------------------
-    def _make_pool(self, transport: Any) -> _SharedPool:
+    def _make_pool(self, transport: Any, options: dict[str, Any]) -> Any:
         raise NotImplementedError
 
     def _probe(self) -> None:
@@ -404,6 +373,9 @@ class _BaseTenantSender(Generic[_S]):
             "pacing": settings.pacing,
             "timeout": settings.timeout,
             "ca_bundle": settings.ca_bundle,
+            "max_connections": settings.max_connections,
+            "max_in_flight": settings.max_in_flight,
+            "queue_timeout": settings.queue_timeout,
         }
 
     @classmethod
@@ -512,7 +484,6 @@ class _BaseTenantSender(Generic[_S]):
             if self._closed:
                 return None
             self._closed = True
-            self._pool.closed = True
             senders = list(self._senders.values())
             self._senders.clear()
         return senders
@@ -532,17 +503,21 @@ class TenantSender(_BaseTenantSender[TenantBoundSender]):
 
     ``tenants``: a :class:`tokenstore.TenantProviders` (its ``tenant_for_number`` routes, its ``provider``
     gives each tenant's token). The keyword options are :class:`~sender.Sender`'s, applied to every
-    per-number sender (``transport=`` becomes the shared pool's transport). ``max_senders`` bounds the cache
-    of per-number senders. ``owns_tenants``: :meth:`close` closes ``tenants`` too (``from_config`` sets it).
+    per-number sender; the pool's (``max_connections``, ``max_in_flight``, ``queue_timeout``, ``ca_bundle``,
+    ``transport``, ``sync_transport``) shape the one shared :class:`~sender.ConnectionPool`. ``max_senders``
+    bounds the cache of per-number senders; ``recheck_interval`` is how often a disconnected tenant's store is
+    asked again (seconds). ``owns_tenants``: :meth:`close` closes ``tenants`` too (``from_config`` sets it).
     """
 
-    def _make_pool(self, transport: Any) -> _SharedPool:
-        from ._http import ssl_context
+    def __init__(self, tenants: TenantProviders, *, sync_transport: str = "auto", **options: Any) -> None:
+        self._sync_transport = sync_transport
+        super().__init__(tenants, **options)
 
-        if transport is not None:
-            return _SharedPool(type(self).__name__, transport=transport)
-        client = httpx.Client(verify=ssl_context(self._ca_bundle), limits=POOL_LIMITS, follow_redirects=False)
-        return _SharedPool(type(self).__name__, client=client)
+    def _make_pool(self, transport: Any, options: dict[str, Any]) -> ConnectionPool:
+        pool = ConnectionPool(transport=transport if transport is not None else self._sync_transport, **options)
+        #: the shared pool's transport: "urllib3", "httpx" or the name of a transport passed in
+        self.transport_name = pool.transport_name
+        return pool
 
     def _build(self, provider: TokenProvider, *, tenant: str, phone_number_id: str) -> TenantBoundSender:
         return TenantBoundSender(
@@ -550,7 +525,7 @@ class TenantSender(_BaseTenantSender[TenantBoundSender]):
             tenant=tenant,
             auth=self._auth(provider, tenant),
             phone_number_id=phone_number_id,
-            transport=_BorrowedTransport(self._pool),
+            pool=self._pool,
             **self._options,
         )
 
@@ -581,10 +556,7 @@ class TenantSender(_BaseTenantSender[TenantBoundSender]):
             return
         for s in senders:
             s.close()
-        if self._pool.client is not None:
-            self._pool.client.close()
-        elif self._pool.transport is not None:
-            self._pool.transport.close()
+        self._pool.close()
         if self._owns_tenants:
             self.tenants.close()
         if self._owns_app_secret and self.app_secret is not None:
@@ -602,37 +574,18 @@ class TenantSender(_BaseTenantSender[TenantBoundSender]):
 
 class AsyncTenantSender(_BaseTenantSender[AsyncTenantBoundSender]):
     """The asyncio twin of :class:`TenantSender`: ``for_number`` gives :class:`~sender.AsyncSender` objects
-    sharing one pool (aiohttp's when installed, as for ``AsyncSender``; ``async_transport`` chooses);
-    ``async with`` / :meth:`aclose` closes it."""
+    sharing one :class:`~sender.AsyncConnectionPool` (aiohttp's when installed, as for ``AsyncSender``;
+    ``async_transport`` chooses), on one event loop; ``async with`` / :meth:`aclose` closes it."""
 
     def __init__(self, tenants: TenantProviders, *, async_transport: str = "auto", **options: Any) -> None:
-        if async_transport not in ("auto", "aiohttp", "httpx"):
-            raise ValueError("async_transport must be 'auto', 'aiohttp' or 'httpx'")
         self._async_transport = async_transport
-        #: the pool's transport: "aiohttp", "httpx" or the name of a transport passed in
-        self.transport_name = "httpx"
         super().__init__(tenants, **options)
 
-    def _make_pool(self, transport: Any) -> _SharedPool:
-        from ._aiohttp import AiohttpTransport, aiohttp_available
-        from ._http import ssl_context
-
-        name = type(self).__name__
-        if transport is not None:
-            self.transport_name = "aiohttp" if isinstance(transport, AiohttpTransport) else type(transport).__name__
-            return _SharedPool(name, transport=transport)
-        verify = ssl_context(self._ca_bundle)
-        if self._async_transport == "aiohttp" or (self._async_transport == "auto" and aiohttp_available()):
-            self.transport_name = "aiohttp"
-            pooled = AiohttpTransport(
-                verify=verify,
-                max_connections=POOL_LIMITS.max_connections or 100,
-                keepalive_expiry=POOL_LIMITS.keepalive_expiry or 5.0,
-            )
-            return _SharedPool(name, transport=pooled)
-        self.transport_name = "httpx"
-        client = httpx.AsyncClient(verify=verify, limits=POOL_LIMITS, follow_redirects=False)
-        return _SharedPool(name, client=client)
+    def _make_pool(self, transport: Any, options: dict[str, Any]) -> AsyncConnectionPool:
+        pool = AsyncConnectionPool(transport=transport if transport is not None else self._async_transport, **options)
+        #: the shared pool's transport: "aiohttp", "httpx" or the name of a transport passed in
+        self.transport_name = pool.transport_name
+        return pool
 
     def _build(self, provider: TokenProvider, *, tenant: str, phone_number_id: str) -> AsyncTenantBoundSender:
         return AsyncTenantBoundSender(
@@ -640,8 +593,7 @@ class AsyncTenantSender(_BaseTenantSender[AsyncTenantBoundSender]):
             tenant=tenant,
             auth=self._auth(provider, tenant),
             phone_number_id=phone_number_id,
-            transport=_BorrowedAsyncTransport(self._pool),
-            transport_name=self.transport_name,
+            pool=self._pool,
             **self._options,
         )
 
@@ -686,10 +638,7 @@ class AsyncTenantSender(_BaseTenantSender[AsyncTenantBoundSender]):
             return
         for s in senders:
             await s.aclose()
-        if self._pool.client is not None:
-            await self._pool.client.aclose()
-        elif self._pool.transport is not None:
-            await self._pool.transport.aclose()
+        await self._pool.aclose()
         if self._owns_tenants:
             await self.tenants.aclose()
         if self._owns_app_secret and self.app_secret is not None:

@@ -339,3 +339,14 @@ def test_numbers_added_by_two_replicas_at_once_are_all_kept(tmp_path: Path) -> N
     with other, mine:
         result = mine.add_numbers({"300": "globex"})
     assert json.loads(path.read_text()) == result == {"100": "first", "200": "acme", "300": "globex"}
+
+
+def test_a_store_that_cannot_write_leaves_no_live_token(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = make_env(sandbox, tmp_path)
+    env.write_config(tenants={"token": {"backend": "env", "env": {"var": "ONBOARD_TEST_{tenant}"}}})
+    with pytest.raises(tokenstore.WriteNotSupported):
+        run_onboard(env, sandbox.signup_code())
+    signup = [r for r in sandbox.tokens() if r.label and "signup" in r.label]
+    assert len(signup) == 1 and signup[0].status(sandbox.clock()) == "revoked"

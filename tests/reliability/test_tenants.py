@@ -105,9 +105,14 @@ class Fleet:
             if kind == "revoke":
                 assert self.sandbox.revoke_business_token(tenant) == 1
                 return
-            new = self.sandbox.rotate_business_token(tenant, revoke_old=kind == "rotate_revoke", value=canary())
+            # Meta's rotation, in its order: a new token, into the store, and only then the old one revoked (a
+            # send refused in between finds the new token in the store)
+            old = self.sandbox.business(tenant).token or ""
+            new = self.sandbox.rotate_business_token(tenant, value=canary())
             self.issued.append(new)
-            self.write(tenant, new)  # Meta's rotation: the new token into the store, then the old one revoked
+            self.write(tenant, new)
+            if kind == "rotate_revoke":
+                assert self.sandbox.revoke_token(old)
 
         return act
 

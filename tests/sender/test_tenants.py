@@ -135,21 +135,26 @@ def test_a_wrong_map_entry_is_caught_by_graph_and_nothing_crosses(tenants: Tenan
 
 
 # -- one pool, cached senders -----------------------------------------------------------------------------------
-def test_every_sender_shares_one_connection_pool(tenants: Tenants) -> None:
-    with make(tenants) as senders:
+@pytest.mark.parametrize("transport", ["urllib3", "httpx"])
+def test_every_sender_shares_one_connection_pool(tenants: Tenants, transport: str) -> None:
+    with make(tenants, sync_transport=transport) as senders:
+        assert senders.transport_name == transport
+        pool = {id(senders.for_number(n).pool) for n in tenants.numbers}
         for number in tenants.numbers:
             senders.for_number(number).send_text(TO, f"pooled {number}")
-        assert tenants.open_connections() == 1  # sequential sends from 4 numbers of 3 tenants: one connection
+        assert len(pool) == 1 and tenants.open_connections() == 1  # 4 numbers of 3 tenants: one connection
         assert senders.cached_senders() == len(tenants.numbers)
-    wait_until(lambda: tenants.open_connections() == 0, timeout=5)  # closing the TenantSender closed the pool
+        before = tenants.open_connections()
+    if transport == "httpx":
+        wait_until(lambda: tenants.open_connections() == 0, timeout=5)  # closing the TenantSender closed the pool
     # for comparison: one Sender per number opens one pool (and connection) each
     plain = [
-        sender.Sender(tenants.counted[t], phone_number_id=n, base_url=tenants.sandbox.url)
+        sender.Sender(tenants.counted[t], phone_number_id=n, base_url=tenants.sandbox.url, sync_transport=transport)
         for n, t in tenants.numbers.items()
     ]
     for client in plain:
         client.send_text(TO, f"separate {client.phone_number_id}")
-    assert tenants.open_connections() == len(plain)
+    assert tenants.open_connections() - (before if transport == "urllib3" else 0) == len(plain)
     for client in plain:
         client.close()
 

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-from .. import InvalidTenantKey, load_tenants, mask, provider_from_config
+from .. import InvalidTenantKey, mask, provider_from_config, tenants_from_config
 from ._common import EXIT_CONFIG, EXIT_OK, UsageError, add_config_option, add_json_option, command, emit, error
 
 HELP = (
@@ -45,11 +45,15 @@ def validate_whole_config(config: Mapping[str, Any], source: str | None) -> None
 
 
 def run(args: argparse.Namespace) -> int:
+    from sender import read_config
+
     extra: dict[str, str] = {}
+    if args.tenant is not None and args.section is not None:
+        raise UsageError("--tenant and --section do not go together: a tenant's token is in the tenants: section")
+    config, source = read_config(args.config)
+    validate_whole_config(config, source)
     if args.tenant is not None:
-        if args.section is not None:
-            raise UsageError("--tenant and --section do not go together: a tenant's token is in the tenants: section")
-        with load_tenants(args.config) as tenants:
+        with tenants_from_config(config, source=source) as tenants:
             try:
                 tenant_provider = tenants.provider(args.tenant)
             except InvalidTenantKey as exc:
@@ -58,10 +62,6 @@ def run(args: argparse.Namespace) -> int:
             token = tenant_provider.get_token()
         extra["tenant"] = args.tenant
     else:
-        from sender import read_config
-
-        config, source = read_config(args.config)
-        validate_whole_config(config, source)
         with provider_from_config(config, section=args.section or "token", source=source, cache=False) as provider:
             token = provider.get_token()
     value = token.reveal()
