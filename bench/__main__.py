@@ -254,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     latency.add_argument("--in-flight", default="200,400,1000", help="in-flight levels (default 200,400,1000)")
     latency.add_argument("--rounds", type=int, default=6, help="rounds of 'in flight' messages per scenario")
-    latency.add_argument("--no-slow", action="store_true", help="skip raw httpx.AsyncClient and pywa_async")
+    latency.add_argument(
+        "--no-slow", action="store_true", help="skip the httpcore-based clients (raw httpx, pywa_async)"
+    )
     latency.add_argument(
         "--slow-max", type=int, default=400, help="the most in flight for the slow clients (default 400)"
     )
