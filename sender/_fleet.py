@@ -580,6 +580,8 @@ class OffboardResult:
     deleted: bool
     #: why the secret was not deleted (the store cannot; the revoke failed)
     delete_note: str | None
+    #: the tenant's phone numbers taken out of the routing map kept in the store (``tenants.numbers_from``)
+    numbers_removed: tuple[str, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -589,14 +591,34 @@ class OffboardResult:
         return EXIT_OK if self.deleted else EXIT_WARNING
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["numbers_removed"] = list(self.numbers_removed)
+        return out
+
+
+def _unroute(tenants: TenantStore, tenant: str) -> tuple[str, ...]:
+    """Take the tenant's numbers out of the routing map kept in the store (nothing when the map is not kept
+    in the store: ``numbers:`` in the config is the operator's to edit)."""
+    numbers_of = getattr(tenants, "numbers", None)
+    remove = getattr(tenants, "remove_numbers", None)
+    if numbers_of is None or remove is None:
+        return ()
+    mine = tuple(sorted(n for n, t in numbers_of().items() if t == tenant))
+    if not mine:
+        return ()
+    try:
+        remove(mine, tenant=tenant)
+    except TypeError:  # the map is not kept in the store
+        return ()
+    return mine
 
 
 def offboard_tenant(
     tenants: TenantStore, tenant: str, *, graph: GraphTokenClient, delete: bool = True
 ) -> OffboardResult:
     """Offboard ``tenant``: revoke its token at Graph (at once), then delete its secret where the store can
-    (``TenantProviders.delete``; a store that cannot says so in ``delete_note`` and the exit code is 5).
+    (``TenantProviders.delete``; a store that cannot says so in ``delete_note`` and the exit code is 5), and
+    takes its phone numbers out of the routing map kept in the store (``tenants.numbers_from``).
     A token Graph already calls invalid, or a disconnected marker, needs no revoke. When the revoke fails
     nothing is deleted: the token would stay valid with nobody holding it. Raises the store's errors
     (``UnknownTenant`` when the store holds no secret for the tenant)."""
@@ -629,6 +651,7 @@ def offboard_tenant(
             deleted = True
         except WriteNotSupported as exc:
             delete_note = f"not deleted: {exc}; remove the secret in the store yourself"
+    removed = _unroute(tenants, tenant) if deleted else ()
     logger.warning(
         "tenant %s offboarded: token %s %s, secret %s",
         tenant,
@@ -636,7 +659,7 @@ def offboard_tenant(
         "revoked" if revoked else (note or "-"),
         "deleted" if deleted else "kept",
     )
-    return OffboardResult(tenant, fingerprint, token.source, revoked, note, failed, deleted, delete_note)
+    return OffboardResult(tenant, fingerprint, token.source, revoked, note, failed, deleted, delete_note, removed)
 
 
 def _field(event: Any, name: str) -> Any:

@@ -592,3 +592,23 @@ def test_marking_a_read_only_store_says_so(sandbox: Sandbox, tmp_path: Path, mon
         (check,) = sender.check_tenants(tenants, graph).tenants
         assert check.status == "disconnected" and check.disconnected is not None
         assert check.disconnected.reason == "PARTNER_APP_UNINSTALLED"
+
+
+def test_offboard_unroutes_the_tenants_numbers_kept_in_the_store(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "tenants"
+    section = {
+        "token": {"backend": "file", "file": {"path": str(folder / "{tenant}")}},
+        "numbers_from": {"backend": "file", "file": {"path": str(tmp_path / "numbers")}},
+    }
+    fleet = make_fleet(sandbox, tmp_path, section)
+    leaving, staying = fleet.add("leaving"), fleet.add("staying")
+    mine, theirs = sandbox.business(leaving).phone_number_id, sandbox.business(staying).phone_number_id
+    with fleet.tenants() as tenants:
+        tenants.add_numbers({mine: leaving, theirs: staying})
+    code, out, _ = run_cli(fleet, capsys, "offboard", "--tenant", leaving, "--json")
+    data = json.loads(out)
+    assert code == 0 and data["numbers_removed"] == [mine]
+    with fleet.tenants() as tenants:
+        assert tenants.numbers() == {theirs: staying}

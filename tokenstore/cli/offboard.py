@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         ("source", result.source or "-"),
         ("revoked", "yes" if result.revoked else (result.revoke_note or "no")),
         ("secret", "deleted" if result.deleted else (result.delete_note or "kept")),
+        ("numbers", ", ".join(result.numbers_removed) + " unrouted" if result.numbers_removed else "-"),
     ]
     status = "offboarded" if result.exit_code == 0 else None
     return emit(args, result.to_dict(), code=result.exit_code, status=status, rows=rows)
