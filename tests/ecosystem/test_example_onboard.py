@@ -151,3 +151,43 @@ async def test_a_sender_for_the_onboarded_number(client: httpx.AsyncClient, sand
     async with sender.AsyncTenantSender.from_config(config) as fleet:
         result = await fleet.for_number(number).send_text(TO, "hello new customer")
     assert result.token_fingerprint == body["fingerprint"]
+
+
+def test_onboard_under_uvicorn_on_loopback(
+    service: Any, config: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Embedded Signup callback as deployed: the service under uvicorn, the code posted over real HTTP."""
+    import socket
+    import threading
+    import time
+
+    need(importlib.util.find_spec("uvicorn") is not None, "uvicorn (pip install uvicorn)")
+    import uvicorn
+
+    monkeypatch.setenv("TOKENSTORE_CONFIG", str(config))
+    app = service.create_app(revoke_wait=0)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        code = sandbox.signup_code(value=canary("CODE"))
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            answer = client.post("/onboard", json={"code": code})
+            again = client.post("/onboard", json={"code": code})
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+    assert answer.status_code == 200, answer.text
+    assert again.status_code == 400 and again.json()["error"] == "SignupCodeRejected"
+    assert clean(answer.text + again.text, sandbox, code)
+    (waba_id,) = sandbox.signup_wabas(code)
+    with tokenstore.load_tenants(config) as tenants:
+        assert tenants.get_token(waba_id).fingerprint == answer.json()["fingerprint"]
