@@ -2,8 +2,8 @@
 
     bash bench/run              # installs nginx + the bench extras if missing, then runs this
     python -m bench [--messages N] [--lookups N]
-    python -m bench tenants     # many tenants: a hit and the memory with 10,000 cached (bench/tenants.py)
     bash bench/run --latency 200    # throughput at Meta's latency instead (bench/latency.py; needs node)
+    python -m bench tenants     # many tenants: a hit and the memory with 10,000 cached (bench/tenants.py)
 
 Every scenario sends the same Cloud API text message to a local nginx that answers with the Cloud API's
 success JSON (bench/nginx.py), so the client is what is measured. Client CPU per message is

@@ -448,27 +448,36 @@ class AzureBackend(Backend):
             )
         return new_token_value(value, source=self.source)
 
-    def put_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
+    def put_token(
+        self, value: str, *, expected: Token | str | None = None, expires_at: dt.datetime | None = None
+    ) -> str | None:
         """A new version (``set_secret``). With ``expected``: read, compare, then write - Key Vault has no
         conditional write, so a writer between the two calls is not noticed (``supports_compare_and_set`` is
-        False; the refresh detects it afterwards by reading back)."""
+        False; the refresh detects it afterwards by reading back). ``expires_at`` becomes the version's ``exp``
+        attribute (``expires_on``): give the token's own expiry, and Key Vault's ``SecretNearExpiry`` event
+        fires 30 days before it."""
         value = self._check_writable(value)
+        options = _expiry(expires_at)
         if expected is not None:
             check_expected(self._current_or_none(), expected, source=self.source)
         client = self._sync_client()
         try:
-            secret = client.set_secret(self.secret_name, value)
+            secret = client.set_secret(self.secret_name, value, **options)
         except Exception as exc:
             raise self._translate(exc, "write") from exc
         return self._written(secret)
 
-    async def aput_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
+    async def aput_token(
+        self, value: str, *, expected: Token | str | None = None, expires_at: dt.datetime | None = None
+    ) -> str | None:
+        """See :meth:`put_token`."""
         value = self._check_writable(value)
+        options = _expiry(expires_at)
         if expected is not None:
             check_expected(await self._acurrent_or_none(), expected, source=self.source)
         client = await self._async_client()
         try:
-            secret = await client.set_secret(self.secret_name, value)
+            secret = await client.set_secret(self.secret_name, value, **options)
         except Exception as exc:
             raise self._translate(exc, "write") from exc
         return self._written(secret)
@@ -604,6 +613,16 @@ class AzureBackend(Backend):
                 except Exception:
                     logger.debug("closing the async Key Vault client failed", exc_info=True)
         self.close()
+
+
+def _expiry(expires_at: dt.datetime | None) -> dict[str, Any]:
+    if expires_at is None:
+        return {}
+    if not isinstance(expires_at, dt.datetime):
+        raise TypeError("expires_at must be a datetime")
+    if expires_at.tzinfo is None:
+        raise ValueError("expires_at must be timezone-aware (UTC)")
+    return {"expires_on": expires_at.astimezone(dt.timezone.utc)}
 
 
 def _utc(value: Any) -> dt.datetime | None:
