@@ -154,6 +154,60 @@ async def test_refresh_ahead_async_in_background_task() -> None:
     assert (await cache.aget_token()).reveal() == new
 
 
+def test_a_fetch_settling_between_a_miss_and_joining_the_flight_is_not_repeated() -> None:
+    """The interleaving behind a rare 101st store read for 100 tenants: caller B sees the cache empty, caller A's
+    fetch then completes (entry stored, flight cleared), and only then does B look for a flight to join. B must
+    take A's token, not lead a second fetch."""
+    cache, backend, clock = make()
+    real = cache._serve_without_fetch
+    fetched_by_a: list[str] = []
+    interleaved: list[bool] = []
+
+    def serve_then_let_a_finish(now: float) -> Token | None:
+        served = real(now)
+        if served is None and not interleaved:  # B has decided to fetch; A's whole fetch happens now
+            interleaved.append(True)
+            worker = threading.Thread(target=lambda: fetched_by_a.append(cache.get_token().reveal()))
+            worker.start()
+            worker.join(10)
+        return served
+
+    cache._serve_without_fetch = serve_then_let_a_finish  # type: ignore[method-assign]
+    assert cache.get_token().reveal() == backend.value
+    assert fetched_by_a == [backend.value]
+    assert backend.calls == 1
+
+
+def test_a_failure_settling_between_a_miss_and_joining_the_flight_is_not_retried_at_once() -> None:
+    cache, backend, clock = make()
+    backend.error = tokenstore.BackendUnavailable("down", source="scripted:test")
+    real = cache._serve_without_fetch
+    raised_for_a: list[BaseException] = []
+    interleaved: list[bool] = []
+
+    def serve_then_let_a_fail(now: float) -> Token | None:
+        served = real(now)
+        if served is None and not interleaved:
+            interleaved.append(True)
+
+            def a() -> None:
+                try:
+                    cache.get_token()
+                except tokenstore.BackendUnavailable as exc:
+                    raised_for_a.append(exc)
+
+            worker = threading.Thread(target=a)
+            worker.start()
+            worker.join(10)
+        return served
+
+    cache._serve_without_fetch = serve_then_let_a_fail  # type: ignore[method-assign]
+    with pytest.raises(tokenstore.BackendUnavailable):
+        cache.get_token()
+    assert len(raised_for_a) == 1
+    assert backend.calls == 1  # backing off: B fails fast instead of asking the store again
+
+
 def test_thousand_threads_cold_cache_one_backend_call() -> None:
     cache, backend, clock = make()
     backend.gate = threading.Event()

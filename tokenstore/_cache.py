@@ -238,12 +238,27 @@ class CachingProvider(TokenProvider):
     def _join_flight(self) -> tuple[_Outcome, bool]:
         import concurrent.futures
 
+        fut: _Outcome = concurrent.futures.Future()
         with self._lock:
             if self._flight is not None:
                 return self._flight, False
-            fut: _Outcome = concurrent.futures.Future()
-            self._flight = fut
-            return fut, True
+            now = self._clock()
+            entry = self._entry
+            if (entry is None or now >= entry.expires_at) and not (
+                now < self._retry_at and self._last_error is not None
+            ):
+                self._flight = fut
+                return fut, True
+        # a fetch settled between this caller's miss and here: take its outcome instead of asking the store again
+        try:
+            served = self._serve_without_fetch(self._clock())
+        except BaseException as exc:
+            fut.set_exception(exc)
+            return fut, False
+        if served is None:  # changed once more (invalidated, backoff over): join or lead as usual
+            return self._join_flight()
+        fut.set_result(served)
+        return fut, False
 
     def _wait_sync(self, fut: _Outcome) -> Token:
         import concurrent.futures
