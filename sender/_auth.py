@@ -20,7 +20,7 @@ The flow is public API: put it under any ``httpx.Client`` or ``httpx.AsyncClient
 library's client included - and that client gets the same behaviour as :class:`~sender.Sender`::
 
     auth = sender.TokenAuth(tokenstore.load_provider("config.yaml"))
-    with httpx.Client(auth=auth, base_url="https://graph.facebook.com/v26.0") as client:
+    with httpx.Client(auth=auth, base_url="https://graph.facebook.com/v27.0") as client:
         client.post(f"/{phone_number_id}/messages", json=message)
 
 What it counts (Graph's rejections, resends, failures) goes to the provider's

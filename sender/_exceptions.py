@@ -7,7 +7,9 @@ token (known secrets and token-shaped words are scrubbed from whatever Graph sen
 
     SendError
     ├── AuthenticationError   0, 190 (expired 463, invalid 467, password changed 460, app removed 458):
-    │                         the store's token was rejected, and refetching it did not help
+    │   │                     the store's token was rejected, and refetching it did not help
+    │   └── TenantDisconnected  the same for one tenant of a TenantSender (``tenant``): ask that customer
+    │                         to reconnect
     ├── PermissionDenied      3, 10, 200-299, 131005: the token lacks a permission or asset access
     ├── RateLimited           4, 80007, 130429, 131056 (pair rate limit); ``retry_after`` carries a hint
     ├── InvalidRequest        100, 33, 131008, 131009, 131051, 131052, 131053, 2500: fix the request
@@ -46,6 +48,7 @@ __all__ = [
     "SendError",
     "ServerError",
     "TemplateError",
+    "TenantDisconnected",
     "error_class_for",
     "error_from_graph",
     "error_from_status",
@@ -135,6 +138,21 @@ class AuthenticationError(SendError):
     Raised after the sender invalidated its cache and refetched: the store still holds the rejected token
     (rotate it there), or the freshly fetched one was rejected too.
     """
+
+
+class TenantDisconnected(AuthenticationError):
+    """Graph rejected one tenant's token (190) and the store holds no newer one (or the newer one was
+    rejected too): the app's cue to ask that customer business to reconnect (Embedded Signup again) or to
+    write a new token for ``tenant`` in the store. The other tenants are not affected.
+    """
+
+    def __init__(self, message: str, *, tenant: str, **fields: Any) -> None:
+        #: the tenant key (by default the customer's WABA id) whose token is dead
+        self.tenant = tenant
+        super().__init__(message, **fields)
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]}, tenant={self.tenant!r})"
 
 
 class PermissionDenied(SendError):
