@@ -132,7 +132,6 @@ class _BaseSender:
         max_in_flight: int | None = None,
         queue_timeout: float | None = DEFAULT_QUEUE_TIMEOUT,
         pool: ConnectionPool | AsyncConnectionPool | None = None,
-        auth: TokenAuth | None = None,
     ) -> None:
         if not isinstance(provider, TokenProvider):
             raise TypeError("provider must be a tokenstore.TokenProvider (e.g. tokenstore.load_provider(...))")
