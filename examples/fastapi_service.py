@@ -42,6 +42,16 @@ business token in the tenant's secret (``sender.onboard``), the phone numbers in
 own expiry (``tokenstore refresh --all --revoke-old-after`` from cron is the fleet's way).
 
 Neither route ever answers with, or logs, the code or a token: only fingerprints.
+
+Webhooks (when the config has a ``webhook:`` or ``app_secret:`` section): ``GET /webhook`` answers Meta's
+subscription handshake (200 with ``hub.challenge``, 403 on a wrong verify token); ``POST /webhook`` reads the
+body raw, checks ``X-Hub-Signature-256`` with the app secret from the store (401 when it does not match; a
+reset app secret is picked up without a restart) and feeds the statuses to a ``sender.Reconciler``. Every
+send carries a ``biz_opaque_callback_data`` reference (the caller's, or a generated one, returned as
+``reference`` even with a 504), and ``GET /messages/outcome/{reference}`` tells what the status webhooks
+said about it: after a 504, ask there instead of resending blind. ``PARTNER_APP_UNINSTALLED`` reaches
+``on_account_update`` (pass your own to ``create_app``); with a ``tenants:`` section the default one marks the tenant
+disconnected (``sender.handle_account_update``), so ``tokenstore check --all`` and ``tenants list`` report it.
 """
 
 from __future__ import annotations
@@ -53,7 +63,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi import BackgroundTasks, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -120,15 +130,44 @@ def _code_from(body: Any) -> str | None:
     return code if ok else None
 
 
-def create_app(config: str | os.PathLike[str] | None = None, *, revoke_wait: float | None = None) -> FastAPI:
+def log_account_update(event: sender.AccountUpdateEvent) -> None:
+    """The default ``on_account_update``: log it (replace it to mark the tenant disconnected)."""
+    logger.warning("account_update %s for WABA %s", event.event, event.account_waba_id)
+
+
+def create_app(
+    config: str | os.PathLike[str] | None = None,
+    *,
+    revoke_wait: float | None = None,
+    on_account_update: sender.EventHook | None = None,
+) -> FastAPI:
     """The service. ``config``: the config file (default: ``$TOKENSTORE_CONFIG``, then ./tokenstore.yaml).
     ``revoke_wait``: seconds before a token an onboarding replaced is revoked (default: the tenants' cache ttl
     + refresh_ahead).
 
-    Nothing is read or connected here: the lifespan builds the sender (and, with a ``tenants:`` section, the
-    tenants' providers and the Graph token client) when the server starts, so a bad config fails the start-up
-    with an error naming the file and field.
+    Nothing is read or connected here: the lifespan builds the sender (with a ``tenants:`` section, the
+    tenants' providers and the Graph token client; with ``webhook:`` or ``app_secret:``, the webhook verifier)
+    when the server starts, so a bad config fails the start-up with an error naming the file and field.
+    ``on_account_update``: called with every verified ``account_update`` event (``PARTNER_APP_UNINSTALLED``:
+    the customer removed the app); by default it is logged and, with tenants, the tenant marked disconnected.
     """
+    reconciler = sender.Reconciler()
+
+    async def disconnect_tenant(event: sender.AccountUpdateEvent) -> None:
+        log_account_update(event)
+        tenants, graph = app.state.tenants, app.state.graph
+        if tenants is not None and event.uninstalled:
+            try:
+                outcome = await asyncio.to_thread(sender.handle_account_update, tenants, event, graph=graph)
+            except (sender.SendError, tokenstore.TokenStoreError, ValueError) as exc:
+                logger.warning("could not mark WABA %s disconnected: %s", event.account_waba_id, type(exc).__name__)
+                return
+            if outcome is not None:
+                logger.warning("tenant %s: %s", outcome.tenant, outcome.detail)
+
+    def on_status(event: sender.WebhookEvent) -> None:
+        if isinstance(event, sender.StatusEvent):
+            logger.info("status %s for %s (%s)", event.status, event.message_id, event.biz_opaque_callback_data)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -140,8 +179,20 @@ def create_app(config: str | os.PathLike[str] | None = None, *, revoke_wait: flo
         try:
             async with sender.AsyncSender.from_config(config) as whatsapp:
                 app.state.sender = whatsapp
+                app.state.reconciler = reconciler
+                app.state.webhooks = None
                 logger.info("sending as phone number %s through %s", whatsapp.phone_number_id, whatsapp.provider.source)
-                yield
+                if "webhook" not in data and "app_secret" not in data:
+                    yield
+                else:
+                    async with sender.WebhookVerifier.from_config(config) as verifier:
+                        app.state.webhooks = sender.WebhookASGI(
+                            verifier,
+                            on_event=on_status,
+                            on_account_update=on_account_update or disconnect_tenant,
+                            reconciler=reconciler,
+                        )
+                        yield
         finally:
             if app.state.graph is not None:
                 app.state.graph.close()
@@ -153,22 +204,29 @@ def create_app(config: str | os.PathLike[str] | None = None, *, revoke_wait: flo
     @app.post("/messages/template")
     async def send_template(message: TemplateMessage, request: Request) -> Any:
         whatsapp: sender.AsyncSender = request.app.state.sender
+        reference = message.biz_opaque_callback_data or reconciler.new_reference("tpl")
         try:
             result = await whatsapp.send_template(
                 message.to,
                 message.template,
                 language=message.language,
                 components=message.components,
-                biz_opaque_callback_data=message.biz_opaque_callback_data,
+                biz_opaque_callback_data=reference,
             )
         except (sender.SendError, tokenstore.TokenStoreError) as exc:
             logger.warning("template %r not sent: %s", message.template, type(exc).__name__)
-            return error_response(exc)
+            answer = error_response(exc)
+            if isinstance(exc, sender.OutcomeUnknown):  # GET /messages/outcome/{reference} settles it
+                answer = _problem(
+                    504, exc, note="the message may have been sent: do not retry blindly", reference=reference
+                )
+            return answer
         return {
             "message_id": result.message_id,
             "wa_id": result.wa_id,
             "message_status": result.message_status,
             "attempts": result.attempts,
+            "reference": reference,
         }
 
     @app.post("/onboard")
@@ -209,6 +267,37 @@ def create_app(config: str | os.PathLike[str] | None = None, *, revoke_wait: flo
         except (sender.SendError, tokenstore.TokenStoreError) as exc:
             return onboarding_error(exc)
         return result.to_dict()
+
+    @app.get("/messages/outcome/{reference}")
+    async def outcome(reference: str, wait: float = 0) -> Any:
+        """What the status webhooks said about a send (``wait``: up to this many seconds for one to come)."""
+        status = await reconciler.await_status(reference, min(max(wait, 0), 30))
+        if status is None:
+            return JSONResponse({"reference": reference, "status": "unknown"}, status_code=404)
+        return {
+            "reference": reference,
+            "status": status.status,
+            "message_id": status.message_id,
+            "error_code": status.error_code,
+            "error_title": status.error_title,
+        }
+
+    @app.get("/webhook")
+    async def webhook_handshake(request: Request) -> Response:
+        """Meta's subscription handshake: 200 with hub.challenge, 403 on a wrong verify token."""
+        return await _webhook(request)
+
+    @app.post("/webhook")
+    async def webhook_delivery(request: Request) -> Response:
+        """Meta's deliveries, verified over the raw body: 200, 401 on a bad signature, 413 when too large."""
+        return await _webhook(request)
+
+    async def _webhook(request: Request) -> Response:
+        webhooks: sender.WebhookASGI | None = request.app.state.webhooks
+        if webhooks is None:
+            return JSONResponse({"error": "webhooks are not configured (webhook: / app_secret:)"}, status_code=404)
+        answer: Response = (await webhooks.answer_request(request)).to_starlette()
+        return answer
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

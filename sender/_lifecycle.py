@@ -6,6 +6,8 @@ that loop (``tokenstore check``, ``refresh`` and ``revoke`` drive it):
 
 * :meth:`GraphTokenClient.inspect` - ``GET /debug_token?input_token=T`` authenticated with the app token
   ``{app-id}|{app-secret}`` (in the ``Authorization`` header), never with the token inspecting itself;
+* :meth:`GraphTokenClient.inspect_many` - the same for many tokens, in Graph batch calls (``POST
+  /{version}/``, 50 per call, a bounded number in flight; see :mod:`sender._batch`);
 * :meth:`GraphTokenClient.refresh` - ``GET /oauth/access_token?grant_type=fb_exchange_token&client_id&
   client_secret&set_token_expires_in_60_days=true&fb_exchange_token=OLD``: a new 60-day token; the old one
   stays valid until its own expiry;
@@ -37,9 +39,20 @@ from typing import Any, Literal
 
 import httpx
 
-from tokenstore import ConfigError, SecretMalformed, Token, TokenProvider, fingerprint_of
+from tokenstore import ConfigError, SecretMalformed, Token, TokenProvider, TokenStoreError, fingerprint_of
 
 from ._auth import appsecret_proof
+from ._batch import (
+    DEFAULT_BATCH_CONCURRENCY,
+    MAX_BATCH,
+    BatchCall,
+    InspectOutcome,
+    batch_failed,
+    build_inspect_batch,
+    check_batch_options,
+    chunks,
+    parse_inspect_batch,
+)
 from ._config import (
     DEFAULT_API_VERSION,
     DEFAULT_BASE_URL,
@@ -315,6 +328,50 @@ class _BaseTokenClient:
             subject=fingerprint_of(access),
         )
 
+    def _inspect_batches(
+        self, tokens: Iterable[Token | str], secret: str, batch_size: int, concurrency: int
+    ) -> tuple[list[InspectOutcome | None], list[tuple[list[int], BatchCall]]]:
+        """Each token's outcome slot (pre-filled for unusable values) and the batch calls for the others."""
+        check_batch_options(batch_size, concurrency)
+        if isinstance(tokens, (str, Token)):
+            raise TypeError("inspect_many takes a list of tokens; use inspect() for one")
+        outcomes: list[InspectOutcome | None] = []
+        usable: list[tuple[int, str]] = []
+        for index, token in enumerate(tokens):
+            try:
+                usable.append((index, _value(token, "the token to inspect")))
+                outcomes.append(None)
+            except (TokenStoreError, ValueError, TypeError) as exc:
+                outcomes.append(exc if not isinstance(exc, TypeError) else ValueError(str(exc)))
+        calls = [
+            (
+                [i for i, _ in group],
+                build_inspect_batch(self._url(""), self.api_version, [v for _, v in group], secret, self.app_id),
+            )
+            for group in chunks(usable, batch_size)
+        ]
+        return outcomes, calls
+
+    def _batch_outcomes(self, response: httpx.Response | SendError, call: BatchCall) -> list[InspectOutcome]:
+        if isinstance(response, SendError):
+            return batch_failed(call, response)
+        try:
+            return parse_inspect_batch(response, call)
+        except SendError as exc:
+            return batch_failed(call, self._batch_error(exc))
+
+    def _batch_error(self, error: SendError) -> SendError:
+        code = error.code
+        if code in (0, 190) or (code is None and error.http_status == 401):
+            return _rebuild(
+                error,
+                f"Graph rejected the app token of app {self.app_id} that the debug_token batch authenticates "
+                f"with: check whatsapp.app_id and the secret in the app secret store ({self.app_secret_source}); "
+                f"Graph said: {error.message}",
+                AppCredentialsError,
+            )
+        return error
+
     # -- answers -------------------------------------------------------------------------------------------
     def _body(self, response: httpx.Response, call: _Call) -> dict[str, Any]:
         if response.status_code != 200:
@@ -411,6 +468,19 @@ class _BaseTokenClient:
             f"<{type(self).__name__} app_id={self.app_id!r} api_version={self.api_version!r} "
             f"base_url={self.base_url!r} app_secret={self.app_secret_source!r}>"
         )
+
+
+def _merge(
+    outcomes: list[InspectOutcome | None],
+    calls: list[tuple[list[int], BatchCall]],
+    answered: Iterable[list[InspectOutcome]],
+) -> list[InspectOutcome]:
+    for (indexes, _), results in zip(calls, answered, strict=True):
+        for index, result in zip(indexes, results, strict=True):
+            outcomes[index] = result
+    done = [o for o in outcomes if o is not None]
+    assert len(done) == len(outcomes), "every token gets an outcome"
+    return done
 
 
 def _rebuild(error: SendError, message: str, cls: type[SendError] | None = None) -> SendError:
@@ -565,6 +635,41 @@ class GraphTokenClient(_BaseTokenClient):
         call = self._inspect_call(token, self._secret())
         return self._inspected(self._send(call), call)
 
+    def inspect_many(
+        self,
+        tokens: Iterable[Token | str],
+        *,
+        batch_size: int = MAX_BATCH,
+        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+    ) -> list[InspectOutcome]:
+        """debug_token for many tokens in Graph batch calls (``POST /{version}/``, up to 50 per call, at most
+        ``concurrency`` calls in flight): one outcome per token, in order: a :class:`~sender.TokenInfo`, or
+        the error for that token (its own Graph error, a malformed answer item, the failure of its batch,
+        or a value that is no token). Only a failure to read the app secret raises."""
+        outcomes, calls = self._inspect_batches(tokens, self._secret(), batch_size, concurrency)
+
+        def run(call: BatchCall) -> list[InspectOutcome]:
+            try:
+                response: httpx.Response | SendError = self._send_batch(call)
+            except SendError as exc:
+                response = exc
+            return self._batch_outcomes(response, call)
+
+        if len(calls) <= 1 or concurrency == 1:
+            answered = [run(call) for _, call in calls]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=min(concurrency, len(calls)), thread_name_prefix="graph-batch") as pool:
+                answered = list(pool.map(run, [call for _, call in calls]))
+        return _merge(outcomes, calls, answered)
+
+    def _send_batch(self, call: BatchCall) -> httpx.Response:
+        try:
+            return self._http.post(call.url, data=call.data)
+        except httpx.HTTPError as exc:
+            raise network_error(exc, what=call.what) from exc
+
     def refresh(self, token: Token | str, *, sixty_days: bool = True) -> IssuedToken:
         """Exchange ``token`` for a new one (``fb_exchange_token``; ``set_token_expires_in_60_days=true``
         unless ``sixty_days`` is False). The old token stays valid until its own expiry. Nothing is stored:
@@ -687,6 +792,36 @@ class AsyncGraphTokenClient(_BaseTokenClient):
         """See :meth:`GraphTokenClient.inspect`."""
         call = self._inspect_call(token, await self._secret())
         return self._inspected(await self._send(call), call)
+
+    async def inspect_many(
+        self,
+        tokens: Iterable[Token | str],
+        *,
+        batch_size: int = MAX_BATCH,
+        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+    ) -> list[InspectOutcome]:
+        """See :meth:`GraphTokenClient.inspect_many` (at most ``concurrency`` batch calls in flight)."""
+        import asyncio
+
+        outcomes, calls = self._inspect_batches(tokens, await self._secret(), batch_size, concurrency)
+        slots = asyncio.Semaphore(concurrency)
+
+        async def run(call: BatchCall) -> list[InspectOutcome]:
+            async with slots:
+                try:
+                    response: httpx.Response | SendError = await self._send_batch(call)
+                except SendError as exc:
+                    response = exc
+            return self._batch_outcomes(response, call)
+
+        answered = await asyncio.gather(*(run(call) for _, call in calls))
+        return _merge(outcomes, calls, answered)
+
+    async def _send_batch(self, call: BatchCall) -> httpx.Response:
+        try:
+            return await self._http.post(call.url, data=call.data)
+        except httpx.HTTPError as exc:
+            raise network_error(exc, what=call.what) from exc
 
     async def refresh(self, token: Token | str, *, sixty_days: bool = True) -> IssuedToken:
         """See :meth:`GraphTokenClient.refresh`."""

@@ -37,6 +37,7 @@ SECRET_PARAMS: frozenset[str] = frozenset(
         "appsecret_proof",
         "revoke_token",
         "client_assertion",
+        "hub.verify_token",  # the webhook subscription handshake (GET /webhook?hub.verify_token=...)
     }
 )
 
@@ -46,7 +47,7 @@ _QUERY_CODE_RE = re.compile(r"(?P<key>[?&]code=)(?P<value>[^&\s\"',;)}]+)")
 
 # key=value (query strings, form bodies) and "key": "value" (JSON)
 _PARAM_RE = re.compile(
-    r"(?P<key>\b(?:" + "|".join(sorted(SECRET_PARAMS)) + r"))"
+    r"(?P<key>\b(?:" + "|".join(re.escape(p) for p in sorted(SECRET_PARAMS)) + r"))"
     r"(?P<sep>=|[\"']\s*:\s*[\"']?)(?P<value>[^&\s\"',;)}]+)",
     re.IGNORECASE,
 )

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 
-from tokenstore import Token, TokenProvider, UnknownTenant
+from tokenstore import Token, TokenProvider, UnknownTenant, disconnected_marker
 
 from ._auth import TokenAuth
 from ._client import AsyncSender, Sender
@@ -133,6 +133,20 @@ class TenantAuth(TokenAuth):
             retryable=False,
         )
 
+    def _marked(self, token: Token) -> None:
+        """A store entry holding the disconnected marker (``sender.mark_disconnected``): fail before any request."""
+        marker = disconnected_marker(token)
+        if marker is None:
+            return
+        raise TenantDisconnected(
+            f"tenant {self.tenant!r} is disconnected ({marker.reason} since "
+            f"{marker.since.isoformat(timespec='seconds')}, recorded in {token.source}): ask the customer to "
+            "reconnect (Embedded Signup); nothing was sent",
+            tenant=self.tenant,
+            code=190,
+            retryable=False,
+        )
+
     def _failure(self, response: httpx.Response, token: Token, *, refetched: Token | None) -> SendError:
         error = super()._failure(response, token, refetched=refetched)
         dead = refetched if refetched is not None else token
@@ -156,29 +170,31 @@ class TenantAuth(TokenAuth):
     def _check_sync(self) -> None:
         dead = self.disconnected.get(self.tenant)
         if dead is None:
+            self._marked(self.provider.get_token())
             return
         token = self.provider.get_token()
         if not self._still_dead(token, dead):
-            return
+            return self._marked(token)
         if self._recheck_due(dead):
             self.provider.invalidate(token)
             token = self.provider.get_token()
             if not self._still_dead(token, dead):
-                return
+                return self._marked(token)
         raise self._known_dead(token)
 
     async def _check_async(self) -> None:
         dead = self.disconnected.get(self.tenant)
         if dead is None:
+            self._marked(await self.provider.aget_token())
             return
         token = await self.provider.aget_token()
         if not self._still_dead(token, dead):
-            return
+            return self._marked(token)
         if self._recheck_due(dead):
             self.provider.invalidate(token)
             token = await self.provider.aget_token()
             if not self._still_dead(token, dead):
-                return
+                return self._marked(token)
         raise self._known_dead(token)
 
     def run(self, send: Callable[[Token, Token | None], _R]) -> _R:

@@ -16,6 +16,7 @@ from ._version import __version__
 if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each loads on first use (import cost)
     from ._cache import CachePolicy, CacheStats, CachingProvider
     from ._config import SecretRef, Section, load_config, resolve_config_path
+    from ._disconnected import DISCONNECTED_PREFIX, Disconnected, disconnected_marker
     from ._errors import (
         AccessDenied,
         BackendNotInstalled,
@@ -46,6 +47,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
     from ._token import Token, fingerprint_of, mask
 
 __all__ = [
+    "DISCONNECTED_PREFIX",
     "ENTRY_POINT_GROUP",
     "AccessDenied",
     "AuthStats",
@@ -56,6 +58,7 @@ __all__ = [
     "CacheStats",
     "CachingProvider",
     "ConfigError",
+    "Disconnected",
     "InvalidTenantKey",
     "ProviderError",
     "SecretMalformed",
@@ -75,6 +78,7 @@ __all__ = [
     "available_backends",
     "cache_policy_from_config",
     "check_tenant_key",
+    "disconnected_marker",
     "enable_opentelemetry",
     "expected_matches",
     "fingerprint_of",
@@ -104,6 +108,9 @@ _LAZY: dict[str, str] = {
     "SecretRef": "._config",
     "Section": "._config",
     "load_config": "._config",
+    "DISCONNECTED_PREFIX": "._disconnected",
+    "Disconnected": "._disconnected",
+    "disconnected_marker": "._disconnected",
     "resolve_config_path": "._config",
     "AccessDenied": "._errors",
     "BackendNotInstalled": "._errors",

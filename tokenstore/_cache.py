@@ -465,6 +465,27 @@ class CachingProvider(TokenProvider):
         finally:
             self.invalidate()
 
+    @property
+    def supports_delete(self) -> bool:
+        return self.inner.supports_delete
+
+    def delete_secret(self) -> None:
+        """Delete the secret in the store and forget the cached token entirely (no stale fallback)."""
+        try:
+            self.inner.delete_secret()
+        finally:
+            with self._lock:
+                self._entry = None
+            self.inner.invalidate()
+
+    async def adelete_secret(self) -> None:
+        try:
+            await self.inner.adelete_secret()
+        finally:
+            with self._lock:
+                self._entry = None
+            self.inner.invalidate()
+
     async def aput_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
         try:
             if expected is None:

@@ -180,7 +180,7 @@ def load_config(
     return result
 
 
-TOP_LEVEL_KEYS = ("whatsapp", "token", "app_secret", "tenants", "rotation")
+TOP_LEVEL_KEYS = ("whatsapp", "token", "app_secret", "tenants", "webhook", "rotation")
 
 
 def check_top_level(config: Mapping[str, Any], *, source: str | None) -> None:

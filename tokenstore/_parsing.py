@@ -97,6 +97,8 @@ def _is_numbers_map(value: str) -> bool:
     """Whether ``value`` looks like a tenants' routing map as ``TenantProviders.add_numbers`` keeps it in a store
     (compact JSON of tenant keys; the tenants layer checks it in full): read through the same providers, it is
     not a misplaced token. A token under a field (``{"access_token": "EAA..."}``) is still refused."""
+    from ._masking import looks_like_credential
+
     try:
         data = json.loads(value)
     except ValueError:
@@ -110,6 +112,7 @@ def _is_numbers_map(value: str) -> bool:
             and isinstance(v, str)
             and _MAP_VALUE.fullmatch(v) is not None
             and not v.startswith("EAA")
+            and not looks_like_credential(v)
             for k, v in data.items()
         )
     )

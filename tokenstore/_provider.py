@@ -94,6 +94,28 @@ class TokenProvider(abc.ABC):
         """
         raise WriteNotSupported("this backend is read-only: rotate the token in the store itself", source=self.source)
 
+    @property
+    def supports_delete(self) -> bool:
+        """Whether :meth:`delete_secret` can remove (or disable) the secret in the store."""
+        return False
+
+    def delete_secret(self) -> None:
+        """Remove the secret from the store (offboarding a tenant), or disable it where the store only can.
+
+        What each backend does is in its docstring (file: the file is removed; Vault KV v2: the secret's
+        metadata and every version; AWS Secrets Manager: deletion scheduled with the shortest recovery window,
+        SSM: the parameter). Backends that cannot raise :class:`~tokenstore.WriteNotSupported`.
+        """
+        raise WriteNotSupported(
+            "this backend cannot delete or disable secrets: remove it in the store itself", source=self.source
+        )
+
+    async def adelete_secret(self) -> None:
+        """Async :meth:`delete_secret`; the default runs it in a worker thread."""
+        import asyncio
+
+        await asyncio.to_thread(self.delete_secret)
+
     async def aput_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
         """Async :meth:`put_token`; the default runs it in a worker thread."""
         import asyncio

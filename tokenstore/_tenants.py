@@ -391,6 +391,18 @@ class TenantProviders:
         """Async :meth:`put_token`."""
         return await self.provider(tenant).aput_token(value)
 
+    def delete(self, tenant: str) -> None:
+        """Delete (or disable) the tenant's secret in the store, where the backend can
+        (:attr:`~tokenstore.TokenProvider.supports_delete`; else :class:`~tokenstore.WriteNotSupported`), and
+        forget its provider. Offboarding: ``tokenstore offboard --tenant T``."""
+        key = check_tenant_key(tenant)
+        provider = self.provider(key)
+        try:
+            provider.delete_secret()
+        finally:
+            with self._lock:
+                self._lru.pop(key, None)
+
     def invalidate(self, tenant: str, token: Token | None = None) -> None:
         """Make the tenant's next call go to the store (with ``token``: only if that is still the cached one).
 

@@ -36,6 +36,7 @@ from ._graph import ERRORS, Call, Reply, graph_error
 from ._server import DEFAULT_PHONE_NUMBER_ID, DEFAULT_TEMPLATES, Sandbox
 from ._state import Fault, ReceivedMessage, RequestRecord, SandboxState
 from ._tokens import DEFAULT_SCOPES, SIXTY_DAYS, AppRecord, TokenRecord, TokenRegistry
+from ._webhooks import WebhookDelivery, account_update_payload, status_payload
 from .routes import ROUTE_MODULES, Route, versioned
 
 __all__ = [
@@ -63,8 +64,11 @@ __all__ = [
     "SystemClock",
     "TokenRecord",
     "TokenRegistry",
+    "WebhookDelivery",
+    "account_update_payload",
     "check_serve_options",
     "graph_error",
     "serve",
+    "status_payload",
     "versioned",
 ]

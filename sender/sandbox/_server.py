@@ -18,9 +18,11 @@ from tokenstore._config import is_loopback_host
 
 from ._business import BUSINESS_SCOPES, Business, PhoneNumber
 from ._clock import Clock, ManualClock, SystemClock
+from ._events import uninstall as uninstall_waba
 from ._graph import Call, Reply, graph_error
 from ._state import Fault, ReceivedMessage, RequestRecord, SandboxState
 from ._tokens import DEFAULT_SCOPES, SIXTY_DAYS, TokenRecord
+from ._webhooks import WebhookDelivery
 from .routes import ROUTE_MODULES, Route, Router, load_routes
 
 __all__ = ["DEFAULT_PHONE_NUMBER_ID", "DEFAULT_TEMPLATES", "Sandbox"]
@@ -159,6 +161,7 @@ class Sandbox:
             require_appsecret_proof=require_appsecret_proof,
         )
         self.router = Router([*load_routes(routes), *extra_routes])
+        self.state.dispatch = self._handle_batch_item
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -184,6 +187,7 @@ class Sandbox:
         if server is None:
             return
         self.state.stopping.set()
+        self.state.webhooks.stop()
         server.shutdown()
         with server.connections_lock:
             connections = list(server.connections)
@@ -242,6 +246,23 @@ class Sandbox:
             reply = graph_error(1, message="An unknown error occurred (the sandbox route failed)", status=500)
         self.state.record_request(call, route.name, reply, fingerprint)
         return reply, route.name
+
+    def _handle_batch_item(self, call: Call) -> tuple[Reply, str]:
+        """One item of a batch request: answered by its route, not logged as a request of its own."""
+        route, params, known = self.router.resolve(call.method, call.path)
+        if route is None:
+            if known:
+                return graph_error(100, message=f"Unsupported {call.method.lower()} request."), "-"
+            return graph_error(2500, message=f"Unknown path components: {call.path}"), "-"
+        if route.name == "batch":
+            return graph_error(100, message="(#100) a batch item cannot be a batch request"), "-"
+        call.params = params
+        try:
+            return route.handler(call, self.state), route.name
+        except Exception:
+            logger.exception("sandbox route %s failed (in a batch)", route.name)
+            failed = graph_error(1, message="An unknown error occurred (the sandbox route failed)", status=500)
+            return failed, route.name
 
     # -- apps and tokens ------------------------------------------------------------------------------------
     @property
@@ -496,9 +517,70 @@ class Sandbox:
         with self.state.lock:
             return collections.Counter(r.route for r in self.state.requests)
 
+    # -- customers leaving ------------------------------------------------------------------------------------
+    def uninstall(self, waba_id: str | None = None) -> dict[str, Any]:
+        """The customer of ``waba_id`` (default: the sandbox's WABA) removes the app: its tokens die now
+        (190/458) and an ``account_update`` ``PARTNER_APP_UNINSTALLED`` payload is produced and returned."""
+        _, event = uninstall_waba(self.state, waba_id or self.waba_id)
+        return event
+
+    def add_event_hook(self, hook: Callable[[dict[str, Any]], object]) -> None:
+        """Call ``hook(payload)`` with every webhook payload the sandbox produces (e.g. to deliver it)."""
+        with self.state.lock:
+            self.state.event_hooks.append(hook)
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Webhook payloads produced so far, in order."""
+        with self.state.lock:
+            return list(self.state.events)
+
+    def batch_item_counts(self) -> collections.Counter[str]:
+        """How many items of batch requests each route answered (``debug_token``...); the batch calls
+        themselves are ``route_counts()["batch"]``."""
+        with self.state.lock:
+            return collections.Counter(self.state.batch_items)
+
     def reset(self) -> None:
         """Forget faults, accepted messages and the request log (tokens stay)."""
         self.state.reset()
+
+    # -- webhooks -------------------------------------------------------------------------------------------------
+    def subscribe_webhook(self, url: str, verify_token: str | None = None) -> None:
+        """Register the callback URL for signed webhooks (loopback only). With ``verify_token``, Meta's GET
+        handshake runs first: the endpoint must echo the challenge, else ``ValueError``."""
+        self.state.webhooks.subscribe(url, verify_token)
+
+    def rotate_app_secret(self, value: str | None = None) -> str:
+        """Reset the default app's secret (Meta's dashboard "Reset"): webhooks are signed with the new one
+        from now on (and appsecret_proof / app tokens need it). Returns the new secret."""
+        return self.state.tokens.rotate_app_secret(self.app_id, value)
+
+    def fail_delivery_next(self, code: int = 131026, *, title: str = "Message undeliverable", count: int = 1) -> None:
+        """The next ``count`` accepted messages get a ``failed`` status webhook (after ``sent``) with this
+        error code and title, instead of delivered and read."""
+        self.state.webhooks.fail_next(code, title=title, count=count)
+
+    def emit_webhook(self, payload: Mapping[str, Any] | bytes) -> WebhookDelivery:
+        """Deliver any webhook (e.g. ``account_update_payload("PARTNER_APP_UNINSTALLED", waba_id=...)``),
+        signed with the current app secret, to the registered URL. Returns its delivery record."""
+        return self.state.webhooks.emit(payload)
+
+    def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued webhook was delivered (or given up after the retries); False on timeout."""
+        return self.state.webhooks.wait_idle(timeout)
+
+    def pause_webhooks(self) -> None:
+        """Hold deliveries in the queue (they keep their order) until :meth:`resume_webhooks`."""
+        self.state.webhooks.pause()
+
+    def resume_webhooks(self) -> None:
+        self.state.webhooks.resume()
+
+    @property
+    def webhook_deliveries(self) -> list[WebhookDelivery]:
+        """Every webhook queued, in order, with its attempts and the answers it got."""
+        return self.state.webhooks.snapshot()
 
     def __repr__(self) -> str:
         state = self.url if self.running else "stopped"

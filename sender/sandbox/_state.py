@@ -147,8 +147,21 @@ class SandboxState:
         self.requests: list[RequestRecord] = []
         self.stopping = threading.Event()
         self._seq = 0
+        #: answers one item of a batch request (set by the Sandbox): ``(reply, route name)``
+        self.dispatch: Callable[[Call], tuple[Reply, str]] | None = None
+        #: webhook payloads produced (an uninstall's ``account_update``...), and the hooks that receive them
+        self.events: list[dict[str, Any]] = []
+        self.event_hooks: list[Callable[[dict[str, Any]], object]] = []
+        #: batch items answered, per route (``POST /{version}/``)
+        self.batch_items: collections.Counter[str] = collections.Counter()
         #: Embedded Signup codes (see ``routes/signup.py``)
         self.signup_codes = SignupCodes()
+        from ._webhooks import WebhookSender
+
+        #: signed status webhooks to a registered callback URL (see ``sender.sandbox._webhooks``)
+        self.webhooks = WebhookSender(self)
+        # an uninstall's account_update reaches a subscribed app like every other webhook
+        self.event_hooks.append(self.webhooks.deliver_event)
 
     @property
     def waba_id(self) -> str:
@@ -277,7 +290,8 @@ class SandboxState:
                 waba_id=waba_id,
             )
             self.received.append(message)
-            return message
+        self.webhooks.on_message(message)
+        return message
 
     def record_request(self, call: Call, route: str, reply: Reply | None, token_fingerprint: str | None) -> None:
         path = redact_url(call.path + ("?" + "&".join(f"{k}={v}" for k, v in call.query.items()) if call.query else ""))
@@ -306,6 +320,7 @@ class SandboxState:
             self.faults.clear()
             self.received.clear()
             self.requests.clear()
+            self.batch_items.clear()
 
     # -- authentication -------------------------------------------------------------------------------------
     def authenticate(self, call: Call, *, allow_app_token: bool = False) -> TokenRecord | AppRecord | Reply:
@@ -332,6 +347,8 @@ class SandboxState:
                 subcode=460,
                 message="Error validating access token: The session was invalidated explicitly using an API call.",
             )
+        if status == "uninstalled":
+            return graph_error(190, subcode=458)
         problem = self.check_appsecret_proof(call, record)
         if problem is not None:
             return problem

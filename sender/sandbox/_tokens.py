@@ -71,14 +71,18 @@ class TokenRecord:
     expires_at: int = 0
     data_access_expires_at: int = 0
     revoked_at: int | None = None
+    #: when the customer business uninstalled the app (its tokens die with Graph's 190/458)
+    uninstalled_at: int | None = None
     #: the fingerprint of the token this one was exchanged from (a refresh or rotation)
     parent: str | None = None
     label: str | None = None
 
     def status(self, now: float) -> str:
-        """``valid``, ``expired`` or ``revoked`` at time ``now``."""
+        """``valid``, ``expired``, ``revoked`` or ``uninstalled`` at time ``now``."""
         if self.revoked_at is not None and now >= self.revoked_at:
             return "revoked"
+        if self.uninstalled_at is not None and now >= self.uninstalled_at:
+            return "uninstalled"
         if self.expires_at and now >= self.expires_at:
             return "expired"
         return "valid"
@@ -139,10 +143,11 @@ class TokenRegistry:
             return None
         return app
 
-    def rotate_app_secret(self, app_id: str) -> str:
+    def rotate_app_secret(self, app_id: str, value: str | None = None) -> str:
+        """Reset the app's secret (to ``value``, default a random one), as Meta's dashboard does."""
         with self._lock:
             app = self._apps[app_id]
-            app.secret = secrets.token_hex(16)
+            app.secret = value or secrets.token_hex(16)
             return app.secret
 
     # -- tokens -----------------------------------------------------------------------------------------------

@@ -656,6 +656,22 @@ class AwsBackend(Backend):
         logger.info("wrote a new token to %s (version %s, %s)", self.source, version, fingerprint_of(value))
         return version
 
+    @property
+    def supports_delete(self) -> bool:
+        return True
+
+    def delete_secret(self) -> None:
+        """Secrets Manager: schedule the secret's deletion with the shortest recovery window (7 days; it leaves
+        ListSecrets at once and can be restored meanwhile); SSM: delete the parameter."""
+        if self.service == "secretsmanager":
+            self._call(
+                "secretsmanager:DeleteSecret",
+                lambda c: c.delete_secret(SecretId=self.secret_id, RecoveryWindowInDays=7),
+            )
+        else:
+            self._call("ssm:DeleteParameter", lambda c: c.delete_parameter(Name=self.parameter))
+        logger.info("deleted %s", self.source)
+
     def _put_secret_if(self, value: str, expected: Token | str) -> str:
         text, current_id = self._read_secret(None, AWSCURRENT)
         check_expected(Token(self._extract(text), source=self.source, version=current_id), expected, source=self.source)

@@ -13,6 +13,7 @@ does not take the lock (an editor, kubelet, Vault Agent) is not covered.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -180,6 +181,26 @@ class FileBackend(Backend):
                     current = None
                 check_expected(current, expected, source=self.source)
             return self._write(value)
+
+    @property
+    def supports_delete(self) -> bool:
+        return True
+
+    def delete_secret(self) -> None:
+        """Remove the token file (and its lock file), under the writers' lock."""
+        with self._write_lock():
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                raise SecretNotFound("the file does not exist", source=self.source) from None
+            except PermissionError:
+                raise AccessDenied("permission denied removing the file", source=self.source) from None
+            except OSError as exc:
+                raise BackendUnavailable(f"cannot remove the file ({exc.strerror})", source=self.source) from exc
+            self.invalidate()
+        with contextlib.suppress(OSError):
+            self.lock_path.unlink()
+        logger.info("removed %s", self.source)
 
     def _write(self, value: str) -> str | None:
         if self.key is not None:

@@ -607,6 +607,22 @@ class VaultBackend(Backend):
         logger.info("wrote a new token to %s (version %s, %s)", self.source, new_version or "-", fingerprint_of(value))
         return new_version
 
+    @property
+    def supports_delete(self) -> bool:
+        return True
+
+    def delete_secret(self) -> None:
+        """KV v2: delete the secret's metadata and every version (it leaves LIST); KV v1: delete the secret.
+        Other keys of the secret go with it."""
+        if self.kv_version == 2:
+            self._call(
+                "deleting",
+                lambda c: c.secrets.kv.v2.delete_metadata_and_all_versions(path=self.path, mount_point=self.mount),
+            )
+        else:
+            self._call("deleting", lambda c: c.secrets.kv.v1.delete_secret(path=self.path, mount_point=self.mount))
+        logger.info("deleted %s", self.source)
+
     def _held(self, data: dict[str, Any], version: int) -> Token | None:
         """The token a read-before-write found (for an ``expected`` check); None when there is none."""
         held = data.get(self.key)

@@ -19,7 +19,19 @@ from ._common import CommandParser, add_verbose_option
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: command modules, in the order ``tokenstore --help`` lists them
-COMMANDS = ["show", "send", "check", "rotate", "refresh", "revoke", "onboard", "demo", "sandbox", "tenants"]
+COMMANDS = [
+    "show",
+    "send",
+    "check",
+    "rotate",
+    "refresh",
+    "revoke",
+    "onboard",
+    "offboard",
+    "demo",
+    "sandbox",
+    "tenants",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

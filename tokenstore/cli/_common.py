@@ -52,6 +52,7 @@ __all__ = [
     "command",
     "describe_error",
     "emit",
+    "emit_lines",
     "error",
     "exit_code_for",
     "guarded",
@@ -287,6 +288,21 @@ def emit(
     else:
         print_kv([(k, "-" if v is None else v) for k, v in (rows if rows is not None else data.items())])
     return code
+
+
+def emit_lines(
+    args: argparse.Namespace,
+    lines: Sequence[Mapping[str, Any]],
+    summary: Mapping[str, Any],
+    *,
+    code: int = EXIT_OK,
+    status: str | None = None,
+) -> int:
+    """For a command over many items (``--all``) with ``--json``: one JSON object per item, then the summary
+    object through :func:`emit` (it carries ``status``, ``exit_code`` and ``error``); returns ``code``."""
+    for line in lines:
+        print(json.dumps(line))
+    return emit(args, summary, code=code, status=status)
 
 
 def print_kv(rows: Sequence[tuple[str, Any]], *, stream: TextIO | None = None) -> None:

@@ -45,7 +45,13 @@ exit codes:
 app_id, scopes, whatsapp_business_messaging, waba_ids, issued_at, expires_at (null: never or unknown), never_expires,
 expires_in_seconds, expires_in_days, fingerprint, source, api_version, problems, warnings, error (null
 unless the check failed, or the token's error as debug_token gives it).
-A 60-day token is refreshed with `tokenstore refresh --if-expiring-within 7` (safe to run daily from cron)."""
+A 60-day token is refreshed with `tokenstore refresh --if-expiring-within 7` (safe to run daily from cron).
+
+--all checks every tenant of the tenants: section instead (50 tenants per Graph batch call): one line per
+tenant (ok, warning, problem, disconnected: the customer uninstalled the app or the token died with nothing
+newer in the store; error: the store or Graph failed for it) and a summary; with --json a JSON line per
+tenant and a last line with "summary": true. The exit code is the worst: 0 < 5 < 1 < 4 < 3.
+Daily from cron: tokenstore check --all --json"""
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,6 +65,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=7,
         metavar="N",
         help="warn (exit 5) when the token expires within N days (default 7)",
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="check every tenant of the tenants: section (Graph batch calls); with --json one JSON line per "
+        "tenant and a summary line; exit code: the worst (disconnected tenants: 1)",
     )
     add_json_option(parser, help="print one JSON object (for monitoring) instead of text")
     parser.set_defaults(func=command(run))
@@ -184,5 +196,9 @@ def _check(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[tuple[st
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "all", False):
+        from .fleet import run_check_all
+
+        return run_check_all(args)
     code, data, rows = _check(args)
     return emit(args, data, code=code, status=data["status"], rows=rows)

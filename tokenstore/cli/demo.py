@@ -15,6 +15,13 @@ and reads it back, and revokes the old one - the demo does not sit through the 3
 refresh_ahead), the running sender sends during it instead. After the revoke the same sender sends again:
 190, refetch, resend with the new token. Every message arrives exactly once. Only fingerprints are printed.
 
+Part 3, webhooks (``_demo_webhooks.py``): status webhooks signed by the sandbox arrive at a local receiver and
+are verified with the app secret from the store; the app secret is reset mid-stream and no webhook is lost.
+
+Part 4, the fleet (``_demo_fleet.py``): two customers are onboarded from Embedded Signup codes and send from
+their own numbers with their own tokens; one removes the app, the uninstall webhook marks it disconnected,
+and ``tokenstore check --all`` reports it (exit 1) while the other keeps sending.
+
 It prints the config it used (it holds no secret: the token and the app secret are in files beside it),
 shows the file store's versions as times, keeps its folder with ``--keep``, and ends with the next step.
 """
@@ -38,7 +45,8 @@ if TYPE_CHECKING:
     from sender.sandbox import ManualClock, Sandbox
 
 HELP = (
-    "run a rotation and a 60-day token refresh end to end against a local Graph API sandbox (nothing leaves 127.0.0.1)"
+    "run a rotation, a 60-day token refresh, verified webhooks with an app-secret reset and a fleet of onboarded "
+    "customers (one uninstalls) end to end against a local Graph API sandbox (nothing leaves 127.0.0.1)"
 )
 RECIPIENT = "15551234567"
 ISSUED_DAYS_AGO = 57
@@ -173,7 +181,19 @@ def _run(folder: Path, sandbox: Sandbox, clock: ManualClock) -> int:
         "7. both messages delivered, each exactly once; the rotation needed no restart and lost nothing. "
         "No token was printed: only sha256 fingerprints."
     )
-    return _lifecycle(sandbox, clock, config_path, token_path)
+    code = _lifecycle(sandbox, clock, config_path, token_path)
+    if code != EXIT_OK:
+        return code
+    # part 3, webhooks (tokenstore/cli/_demo_webhooks.py)
+    from ._demo_webhooks import run_webhooks
+
+    code = run_webhooks(sandbox, folder, config_path, secret_path)
+    if code != EXIT_OK:
+        return code
+    # part 4, the fleet (tokenstore/cli/_demo_fleet.py)
+    from ._demo_fleet import run_fleet
+
+    return run_fleet(sandbox, folder, config_path)
 
 
 def _lifecycle(sandbox: Sandbox, clock: ManualClock, config_path: Path, token_path: Path) -> int:

@@ -64,7 +64,12 @@ exit codes:
      If the revoke fails, the new token is already stored and in use: revoke the old one later with
      `tokenstore revoke`
 
+--all: every tenant of the tenants: section, due ones refreshed as above (up to 32 at once, so their waits
+before revoking overlap); disconnected tenants, refusals and errors are reported per tenant and never stop
+the others. With --json a JSON line per tenant and a last line with "summary": true.
+
 cron, daily: tokenstore refresh --if-expiring-within 7 --revoke-old-after
+       (fleet: tokenstore refresh --all --if-expiring-within 7 --revoke-old-after)
 Only fingerprints are printed, never a token or the app secret."""
 
 #: the value of a bare ``--revoke-old-after``: wait the configured ttl + refresh_ahead
@@ -111,6 +116,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     parser.add_argument(
         "--force", action="store_true", help="refresh a never-expiring token too (the new one expires in 60 days)"
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="refresh every due tenant of the tenants: section (one line per tenant and a summary; one "
+        "tenant's failure does not stop the others; exit code: the worst)",
     )
     add_json_option(parser)
     parser.set_defaults(func=command(run))
@@ -185,6 +196,11 @@ def perform_refresh(
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "all", False):
+        from .fleet import run_refresh_all
+
+        return run_refresh_all(args, default_wait=DEFAULT_WAIT, sleep=_sleep)
+
     def text(step: str, value: str) -> None:
         print(f"{step + ':':<11} {value}", flush=True)
 

@@ -3,7 +3,9 @@
 The tenants come from the store itself (its list call under the template's prefix, see
 :meth:`tokenstore.TenantProviders.tenants`), the numbers from the ``tenants.numbers`` map (or the map kept in
 the store). A number whose tenant has no token in the store is a warning (exit 5): sends from it fail with
-UnknownTenant. No token is read or shown.
+UnknownTenant. Each tenant's secret is read once (a bounded number at a time) to report whether it holds
+the disconnected marker (``sender.mark_disconnected``: the customer uninstalled the app): such tenants are
+listed as disconnected, with the reason and since when (exit 5). No token is shown.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .. import load_tenants
+from .. import TenantProviders, load_tenants
 from ._common import (
     EXIT_OK,
     EXIT_WARNING,
@@ -43,6 +45,26 @@ def run_no_action(args: argparse.Namespace) -> int:
     raise UsageError("give an action: tokenstore tenants list [--json]")
 
 
+def disconnected_states(providers: TenantProviders, tenants: list[str]) -> dict[str, dict[str, Any] | None]:
+    """Each tenant's disconnected marker (``{"reason", "since"}``) or None; a tenant whose secret cannot be
+    read now is reported as ``{"reason": "UNREADABLE", "error": ...}``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .. import TokenStoreError, disconnected_marker
+
+    def state(tenant: str) -> dict[str, Any] | None:
+        try:
+            marker = disconnected_marker(providers.get_token(tenant))
+        except TokenStoreError as exc:
+            return {"reason": "UNREADABLE", "since": None, "error": f"{type(exc).__name__}: {exc}"}
+        return None if marker is None else marker.to_dict()
+
+    if not tenants:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(16, len(tenants)), thread_name_prefix="tenant-state") as pool:
+        return dict(zip(tenants, pool.map(state, tenants), strict=True))
+
+
 def tenant_rows(tenants: list[str], numbers: dict[str, str]) -> list[dict[str, Any]]:
     """One entry per tenant (in the store, or named by the numbers map), with its numbers, sorted."""
     by_tenant: dict[str, list[str]] = {t: [] for t in tenants}
@@ -57,7 +79,10 @@ def run_list(args: argparse.Namespace) -> int:
         stored = providers.tenants()
         numbers = providers.numbers()
         source = providers.source
+        states = disconnected_states(providers, stored)
     rows = tenant_rows(stored, numbers)
+    for row in rows:
+        row["disconnected"] = states.get(row["tenant"])
     missing = [r["tenant"] for r in rows if not r["in_store"]]
     code = EXIT_OK
     if missing:
@@ -67,9 +92,20 @@ def run_list(args: argparse.Namespace) -> int:
             f"{len(missing)} tenant(s) named in the numbers map have no token in the store ({source}): {shown}; "
             "sends from their numbers fail with UnknownTenant until they are onboarded"
         )
+    gone = [r for r in rows if r["disconnected"] is not None]
+    if gone:
+        code = EXIT_WARNING
+        shown = ", ".join(f"{r['tenant']} ({r['disconnected']['reason']})" for r in gone[:5])
+        warning(
+            f"{len(gone)} tenant(s) are disconnected: {shown}{' and more' if len(gone) > 5 else ''}; "
+            "ask those customers to reconnect (onboard again), or offboard them"
+        )
     lines: list[tuple[str, Any]] = [("source", source), ("tenants", f"{len(stored)} in the store")]
     for row in rows:
         numbers_text = ", ".join(row["numbers"]) or "(no numbers)"
+        state = row["disconnected"]
+        if state is not None:
+            numbers_text += f"   [disconnected: {state['reason']} since {state['since'] or '?'}]"
         lines.append((row["tenant"], numbers_text + ("" if row["in_store"] else "   [no token in the store]")))
     data = {"source": source, "count": len(stored), "tenants": rows}
     return emit(args, data, code=code, rows=lines)

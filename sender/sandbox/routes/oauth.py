@@ -30,6 +30,7 @@ __all__ = ["ROUTES"]
 _REFUSED = {
     "expired": (463, "Error validating access token: Session has expired."),
     "revoked": (460, "Error validating access token: The session was invalidated explicitly using an API call."),
+    "uninstalled": (458, "Error validating access token: The user has not authorized application."),
 }
 
 
