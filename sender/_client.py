@@ -170,10 +170,11 @@ class _BaseSender:
             else TokenAuth(provider, app_secret=self.app_secret, timed=appsecret_proof == "timed")
         )
         # the direct paths run TokenAuth's decisions themselves (run/arun); a subclass that overrides an httpx
-        # flow gets that flow driven instead, so its customization is never skipped
+        # flow without overriding run/arun as well gets that flow driven instead, so its customization is never
+        # skipped
         cls = type(self.auth)
-        self._plain_flow = (
-            cls.sync_auth_flow is TokenAuth.sync_auth_flow and cls.async_auth_flow is TokenAuth.async_auth_flow
+        self._plain_flow = (cls.sync_auth_flow is TokenAuth.sync_auth_flow or cls.run is not TokenAuth.run) and (
+            cls.async_auth_flow is TokenAuth.async_auth_flow or cls.arun is not TokenAuth.arun
         )
         self.messages_url = f"{self.base_url}/{api_version}/{phone_number_id}/messages"
         self._what = f"POST /{api_version}/{phone_number_id}/messages"
