@@ -2,6 +2,7 @@
 
     bash bench/run              # installs nginx + the bench extras if missing, then runs this
     python -m bench [--messages N] [--lookups N]
+    python -m bench tenants     # many tenants: a hit and the memory with 10,000 cached (bench/tenants.py)
 
 Every scenario sends the same Cloud API text message to a local nginx that answers with the Cloud API's
 success JSON (bench/nginx.py), so the client is what is measured. Client CPU per message is
@@ -232,6 +233,11 @@ def import_time(statement: str, runs: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_given = sys.argv[1:] if argv is None else argv
+    if args_given[:1] == ["tenants"]:
+        from bench import tenants
+
+        return tenants.main(args_given[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--messages", type=int, default=3000, help="messages per scenario (default 3000)")
     parser.add_argument("--lookups", type=int, default=200_000, help="token lookups per timing (default 200000)")

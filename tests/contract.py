@@ -257,3 +257,281 @@ class ProviderContract:
 
 def run_coro(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+# -- many tenants ---------------------------------------------------------------------------------------------
+@dataclass
+class TenantTarget:
+    """A store ready for one secret per tenant: a template unique to the test, on a real local server."""
+
+    #: builds the shared backend (the client every tenant shares); its own name option does not matter
+    make: Callable[[], tokenstore.Backend]
+    #: the option holding ``{tenant}`` and its pattern (unique per test, so listings are exact)
+    template: tokenstore.TenantTemplate
+    #: writes a tenant's secret out of band (onboarding, or another party rotating it)
+    write: Callable[[str, str], None]
+    #: writes many tenants' secrets at once (default: ``write`` one by one)
+    write_many: Callable[[dict[str, str]], None] | None = None
+    #: writes a secret by its full name (option value): decoys near the template that are no tenant's
+    write_name: Callable[[str, str], None] | None = None
+    #: full names the listing must not report as tenants (written with ``write_name``)
+    decoys: list[str] = field(default_factory=list)
+    #: whether put_token works
+    writable: bool = False
+    #: whether put_token creates a tenant's secret that does not exist yet (onboarding)
+    onboard: bool = True
+    #: how many store clients / logins / access tokens the backend made (must stay 1 for all tenants)
+    clients: Callable[[tokenstore.Backend], int] | None = None
+    #: a ``tenants:`` section for tenants_from_config (the config path, template stand-in included)
+    config: Callable[[], dict[str, Any]] | None = None
+    #: how many tenants the big listing test writes
+    many: int = 1000
+    #: extra values never to be seen in logs or messages (credentials of the store)
+    secrets: list[str] = field(default_factory=list)
+
+    def write_all(self, values: dict[str, str]) -> None:
+        if self.write_many is not None:
+            self.write_many(values)
+        else:
+            for tenant, value in values.items():
+                self.write(tenant, value)
+
+
+def _tenant_values(count: int, prefix: str = "t") -> dict[str, str]:
+    return {f"{prefix}{i:04d}": canary() for i in range(count)}
+
+
+class TenantContract:
+    """One secret per tenant on every backend. Subclasses define the ``tenant_target`` fixture."""
+
+    @pytest.fixture
+    def tenant_target(self) -> TenantTarget:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def providers(self, target: TenantTarget, **kwargs: Any) -> tokenstore.TenantProviders:
+        return tokenstore.TenantProviders(target.make(), template=target.template, **kwargs)
+
+    def test_tenants_read_their_own_secrets(
+        self, tenant_target: TenantTarget, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        values = _tenant_values(3)
+        tenant_target.write_all(values)
+        with self.providers(tenant_target) as tenants:
+            for tenant, value in values.items():
+                token = tenants.get_token(tenant)
+                assert token.reveal() == value
+                assert tenant in token.source
+                assert tenants.provider(tenant).get_token() is token
+                for shown in (str(token), repr(token), repr(tenants), repr(tenants.provider(tenant))):
+                    assert_clean(shown, *values.values())
+        text = "\n".join(r.getMessage() for r in caplog.records)
+        assert_clean(text, *values.values(), *tenant_target.secrets)
+
+    async def test_tenants_async(self, tenant_target: TenantTarget) -> None:
+        values = _tenant_values(3)
+        tenant_target.write_all(values)
+        tenants = self.providers(tenant_target)
+        try:
+            got = await asyncio.gather(*(tenants.aget_token(t) for t in list(values) * 5))
+            assert [t.reveal() for t in got] == list(values.values()) * 5
+            assert await tenants.atenants() == sorted(values)
+        finally:
+            await tenants.aclose()
+
+    def test_tenant_isolation_and_rotation(self, tenant_target: TenantTarget) -> None:
+        values = _tenant_values(2)
+        tenant_target.write_all(values)
+        a, b = values
+        with self.providers(tenant_target, policy=CachePolicy(ttl=300, refresh_ahead=0)) as tenants:
+            token_a = tenants.get_token(a)
+            assert tenants.get_token(b).reveal() == values[b]
+            rotated = canary()
+            tenant_target.write(a, rotated)
+            tenants.invalidate(a, token_a)  # a 190 on tenant a
+            assert tenants.get_token(a).reveal() == rotated
+            assert tenants.get_token(b).reveal() == values[b]
+            assert tenants.provider(b).stats.fetches == 1
+            assert tenants.provider(a).stats.fetches == 2
+
+    def _counted(self, target: TenantTarget) -> tuple[tokenstore.TenantProviders, dict[str, Counting]]:
+        backend = target.make()
+        real_named = backend.named
+        counters: dict[str, Counting] = {}
+
+        def counted(option: str, name: str) -> tokenstore.Backend:
+            view = real_named(option, name)
+            counters[name] = Counting(view)
+            return counters[name]  # type: ignore[return-value]
+
+        backend.named = counted  # type: ignore[method-assign]
+        policy = CachePolicy(ttl=300, refresh_ahead=0)
+        return tokenstore.TenantProviders(backend, template=target.template, policy=policy), counters
+
+    def test_cold_gets_one_store_read_per_tenant_threads(self, tenant_target: TenantTarget) -> None:
+        """1,000 concurrent cold gets across 100 tenants (20 threads): exactly 100 store reads."""
+        values = _tenant_values(100)
+        tenant_target.write_all(values)
+        tenants, counters = self._counted(tenant_target)
+        keys = list(values)
+        barrier = threading.Barrier(20)
+        wrong: list[str] = []
+
+        def worker(index: int) -> None:
+            barrier.wait()
+            for j in range(50):
+                tenant = keys[(index * 7 + j) % 100]
+                if tenants.get_token(tenant).reveal() != values[tenant]:
+                    wrong.append(tenant)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        tenants.close()
+        assert not wrong
+        assert sum(c.calls for c in counters.values()) == 100
+        assert all(c.calls == 1 for c in counters.values())
+
+    async def test_cold_gets_one_store_read_per_tenant_tasks(self, tenant_target: TenantTarget) -> None:
+        """1,000 concurrent cold gets across 100 tenants (asyncio tasks): exactly 100 store reads."""
+        values = _tenant_values(100)
+        tenant_target.write_all(values)
+        tenants, counters = self._counted(tenant_target)
+        order = [f"t{i % 100:04d}" for i in range(1000)]
+        try:
+            tokens = await asyncio.gather(*(tenants.aget_token(t) for t in order))
+        finally:
+            await tenants.aclose()
+        assert [t.reveal() for t in tokens] == [values[t] for t in order]
+        assert sum(c.calls for c in counters.values()) == 100
+
+    def test_unknown_tenant(self, tenant_target: TenantTarget, caplog: pytest.LogCaptureFixture) -> None:
+        values = _tenant_values(1)
+        tenant_target.write_all(values)
+        with self.providers(tenant_target) as tenants:
+            with pytest.raises(tokenstore.UnknownTenant) as info:
+                tenants.get_token("nobody")
+            assert info.value.tenant == "nobody"
+            assert "'nobody'" in str(info.value)
+            assert_clean(str(info.value), *values.values(), *tenant_target.secrets)
+
+    def test_tenant_put_token(self, tenant_target: TenantTarget) -> None:
+        values = _tenant_values(2)
+        tenant_target.write_all(values)
+        a, b = values
+        new = canary()
+        with self.providers(tenant_target) as tenants:
+            if not tenant_target.writable:
+                with pytest.raises(tokenstore.WriteNotSupported):
+                    tenants.put_token(a, new)
+                return
+            tenants.put_token(a, new)
+            assert tenants.get_token(a).reveal() == new
+            assert tenants.get_token(b).reveal() == values[b]
+        with self.providers(tenant_target) as fresh:
+            assert fresh.get_token(a).reveal() == new
+
+    def test_put_token_onboards_a_new_tenant(self, tenant_target: TenantTarget) -> None:
+        """The first put_token of a tenant the store has no secret for yet writes it (creating it where needed)."""
+        if not tenant_target.writable or not tenant_target.onboard:
+            pytest.skip("n/a: this store cannot create a tenant's secret (declare it first)")
+        tenant_target.write_all(_tenant_values(1))
+        new = canary()
+        with self.providers(tenant_target) as tenants:
+            with pytest.raises(tokenstore.UnknownTenant):
+                tenants.get_token("newcomer")
+            tenants.put_token("newcomer", new)
+            assert tenants.get_token("newcomer").reveal() == new
+            assert tenants.tenants() == ["newcomer", "t0000"]
+
+    async def test_aput_token_onboards_a_new_tenant(self, tenant_target: TenantTarget) -> None:
+        if not tenant_target.writable or not tenant_target.onboard:
+            pytest.skip("n/a: this store cannot create a tenant's secret (declare it first)")
+        new = canary()
+        tenants = self.providers(tenant_target)
+        try:
+            await tenants.aput_token("newcomer2", new)
+            assert (await tenants.aget_token("newcomer2")).reveal() == new
+        finally:
+            await tenants.aclose()
+
+    def test_tenant_listing(self, tenant_target: TenantTarget) -> None:
+        values = _tenant_values(5)
+        tenant_target.write_all(values)
+        if tenant_target.write_name is not None:
+            for name in tenant_target.decoys:
+                tenant_target.write_name(name, canary())
+        with self.providers(tenant_target) as tenants:
+            assert tenants.tenants() == sorted(values)
+
+    def test_tenant_listing_many(self, tenant_target: TenantTarget) -> None:
+        values = _tenant_values(tenant_target.many)
+        tenant_target.write_all(values)
+        with self.providers(tenant_target) as tenants:
+            assert tenants.tenants() == sorted(values)
+            assert asyncio.run(tenants.atenants()) == sorted(values)
+
+    def test_one_store_client_for_every_tenant(self, tenant_target: TenantTarget) -> None:
+        if tenant_target.clients is None:
+            pytest.skip("n/a: this store has no client or login to share")
+        values = _tenant_values(6)
+        tenant_target.write_all(values)
+        backend = tenant_target.make()
+        with tokenstore.TenantProviders(backend, template=tenant_target.template) as tenants:
+            for tenant, value in values.items():
+                assert tenants.get_token(tenant).reveal() == value
+            tenants.tenants()
+            assert tenant_target.clients(backend) == 1
+
+    def test_tenants_from_config(self, tenant_target: TenantTarget) -> None:
+        if tenant_target.config is None:
+            pytest.skip("n/a: no config variant")
+        values = _tenant_values(2)
+        tenant_target.write_all(values)
+        with tokenstore.tenants_from_config({"tenants": tenant_target.config()}) as tenants:
+            assert tenants.get_token("t0001").reveal() == values["t0001"]
+            assert tenants.tenants() == sorted(values)
+
+    def test_tenant_keys_never_leave_the_template(self, tenant_target: TenantTarget) -> None:
+        """Hypothesis: any key either is refused before any store call, or names a secret inside the template."""
+        from hypothesis import given, settings
+        from hypothesis import strategies as st
+
+        template = tenant_target.template
+        backend = tenant_target.make()
+        named: list[str] = []
+        real_named = backend.named
+
+        def spy(option: str, name: str) -> tokenstore.Backend:
+            named.append(name)
+            return real_named(option, name)
+
+        backend.named = spy  # type: ignore[method-assign]
+        tenants = tokenstore.TenantProviders(backend, template=template)
+        alphabet = st.characters(codec="utf-8") | st.sampled_from(list("./\\%-_ \t\n\x00{}:*?@~"))
+
+        @settings(max_examples=120, deadline=None)
+        @given(
+            st.text(alphabet=alphabet, max_size=140) | st.sampled_from(["..", "../x", "a/../b", "%2e%2e", "a" * 129])
+        )
+        def check(key: str) -> None:
+            before = len(named)
+            try:
+                tenants.provider(key)
+            except tokenstore.InvalidTenantKey:
+                assert len(named) == before, "a refused key reached the backend"
+                return
+            if len(named) == before:  # already cached
+                return
+            name = named[-1]
+            assert name == template.name(key)
+            assert template.tenant_of(name) == key
+            assert ".." not in key and "/" not in key and "\\" not in key and "%" not in key
+            assert not any(c.isspace() or ord(c) < 32 for c in key)
+            assert 1 <= len(key) <= 128
+
+        try:
+            check()
+        finally:
+            tenants.close()

@@ -31,7 +31,7 @@ BAD_CONFIGS: list[tuple[str, str]] = [
     ("token: [\n", "invalid YAML at line 2, column 1: expected the node content, but found '<stream end>'"),
     (
         "tokn: {backend: env}\n",
-        "tokn: unknown top-level section (did you mean 'token'?); known: whatsapp, token, app_secret, webhook",
+        "tokn: unknown top-level section (did you mean 'token'?); known: whatsapp, token, app_secret, tenants, webhook",
     ),
     (
         "whatsapp: {}\n",

@@ -21,10 +21,12 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         BackendNotInstalled,
         BackendUnavailable,
         ConfigError,
+        InvalidTenantKey,
         ProviderError,
         SecretMalformed,
         SecretNotFound,
         TokenStoreError,
+        UnknownTenant,
         WriteNotSupported,
     )
     from ._factory import load_provider, provider_from_config
@@ -38,6 +40,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
     )
     from ._provider import Backend, TokenProvider
     from ._registry import ENTRY_POINT_GROUP, available_backends, get_backend_class, register_backend
+    from ._tenants import TenantProviders, TenantTemplate, check_tenant_key, load_tenants, tenants_from_config
     from ._token import Token, fingerprint_of, mask
 
 __all__ = [
@@ -51,28 +54,35 @@ __all__ = [
     "CacheStats",
     "CachingProvider",
     "ConfigError",
+    "InvalidTenantKey",
     "ProviderError",
     "SecretMalformed",
     "SecretNotFound",
     "SecretRef",
     "Section",
+    "TenantProviders",
+    "TenantTemplate",
     "Token",
     "TokenProvider",
     "TokenStoreError",
+    "UnknownTenant",
     "WriteNotSupported",
     "__version__",
     "auth_stats",
     "available_backends",
+    "check_tenant_key",
     "enable_opentelemetry",
     "fingerprint_of",
     "get_backend_class",
     "load_config",
     "load_provider",
+    "load_tenants",
     "mask",
     "metrics_snapshot",
     "provider_from_config",
     "provider_metrics",
     "register_backend",
+    "tenants_from_config",
     "track_provider",
 ]
 
@@ -89,10 +99,12 @@ _LAZY: dict[str, str] = {
     "BackendNotInstalled": "._errors",
     "BackendUnavailable": "._errors",
     "ConfigError": "._errors",
+    "InvalidTenantKey": "._errors",
     "ProviderError": "._errors",
     "SecretMalformed": "._errors",
     "SecretNotFound": "._errors",
     "TokenStoreError": "._errors",
+    "UnknownTenant": "._errors",
     "WriteNotSupported": "._errors",
     "load_provider": "._factory",
     "provider_from_config": "._factory",
@@ -108,6 +120,11 @@ _LAZY: dict[str, str] = {
     "available_backends": "._registry",
     "get_backend_class": "._registry",
     "register_backend": "._registry",
+    "TenantProviders": "._tenants",
+    "TenantTemplate": "._tenants",
+    "check_tenant_key": "._tenants",
+    "load_tenants": "._tenants",
+    "tenants_from_config": "._tenants",
     "Token": "._token",
     "fingerprint_of": "._token",
     "mask": "._token",

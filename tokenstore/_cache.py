@@ -87,9 +87,12 @@ class CachePolicy:
         return base / 2 + rand * base / 2
 
 
-@dataclass
+@dataclass(slots=True)
 class CacheStats:
-    """Counters of what the cache did. Plain ints; ``snapshot()`` gives a dict copy."""
+    """Counters of what the cache did. Plain ints; ``snapshot()`` gives a dict copy.
+
+    Slotted: a process with 10,000 tenants holds 10,000 of these (see :class:`~tokenstore.TenantProviders`).
+    """
 
     hits: int = 0
     misses: int = 0
@@ -157,7 +160,7 @@ class CachingProvider(TokenProvider):
         self._failures = 0
         self._retry_at = _NEVER
         self._last_error: ProviderError | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] | None = None  # made on the first async refresh (memory per tenant)
         self._closed = False
 
     # -- the hot path -------------------------------------------------------------------------------------
@@ -419,6 +422,8 @@ class CachingProvider(TokenProvider):
         import asyncio
 
         task = asyncio.get_running_loop().create_task(coro)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -466,14 +471,14 @@ class CachingProvider(TokenProvider):
     def close(self) -> None:
         with self._lock:
             self._closed = True
-        for task in list(self._tasks):
+        for task in list(self._tasks or ()):
             task.cancel()
         self.inner.close()
 
     async def aclose(self) -> None:
         with self._lock:
             self._closed = True
-        for task in list(self._tasks):
+        for task in list(self._tasks or ()):
             task.cancel()
         await self.inner.aclose()
 

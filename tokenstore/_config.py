@@ -147,7 +147,7 @@ def load_config(
     return result
 
 
-TOP_LEVEL_KEYS = ("whatsapp", "token", "app_secret", "webhook")
+TOP_LEVEL_KEYS = ("whatsapp", "token", "app_secret", "tenants", "webhook")
 
 
 def check_top_level(config: Mapping[str, Any], *, source: str | None) -> None:

@@ -10,8 +10,11 @@ ever contains a secret value: messages name the file, field or secret path and s
     ├── ConfigError              bad or missing configuration (names the file and the dotted field)
     ├── BackendNotInstalled      the backend's optional SDK is missing (names the extra to install);
     │                            also an ImportError
+    ├── InvalidTenantKey         a tenant key that could leave its template (``..``, ``/``, ``%``, whitespace,
+    │                            ...): refused before any store call; also a ValueError (bad caller input)
     └── ProviderError            the store answered, or failed to, at run time
         ├── SecretNotFound       no such secret / version / key in the store
+        │   └── UnknownTenant    no tenant for this phone number, or no secret for this tenant
         ├── SecretMalformed      the secret is there but its contents are unusable (empty, not JSON, ...)
         ├── AccessDenied         the store refused our credentials or permissions
         ├── WriteNotSupported    put_token on a read-only backend
@@ -26,10 +29,12 @@ __all__ = [
     "BackendNotInstalled",
     "BackendUnavailable",
     "ConfigError",
+    "InvalidTenantKey",
     "ProviderError",
     "SecretMalformed",
     "SecretNotFound",
     "TokenStoreError",
+    "UnknownTenant",
     "WriteNotSupported",
 ]
 
@@ -64,6 +69,18 @@ class BackendNotInstalled(TokenStoreError, ImportError):
         )
 
 
+class InvalidTenantKey(TokenStoreError, ValueError):
+    """A tenant key that does not match the strict tenant pattern (see :mod:`tokenstore._tenants`).
+
+    Raised before any store call, so no key can name another tenant's secret, or any other secret. The message
+    describes the key (quoted when short, with control characters escaped), never a value from the store.
+    """
+
+    def __init__(self, message: str, *, tenant: object = None) -> None:
+        self.tenant = tenant
+        super().__init__(message)
+
+
 class ProviderError(TokenStoreError):
     """A backend could not deliver the token. ``source`` names the store and path, never the value."""
 
@@ -77,6 +94,26 @@ class ProviderError(TokenStoreError):
 
 class SecretNotFound(ProviderError):
     """The secret, version or key does not exist (or is not visible to us)."""
+
+
+class UnknownTenant(SecretNotFound):
+    """No tenant owns this phone number, or the store holds no secret for this tenant.
+
+    ``tenant`` and ``phone_number_id`` say which (either may be None). There is never a fallback to a default or
+    another tenant's token: a number nobody owns gets this error before any request is made.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tenant: str | None = None,
+        phone_number_id: str | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.tenant = tenant
+        self.phone_number_id = phone_number_id
+        super().__init__(message, source=source)
 
 
 class SecretMalformed(ProviderError):

@@ -5,19 +5,31 @@ from __future__ import annotations
 import abc
 import logging
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ._errors import WriteNotSupported
+from ._errors import ConfigError, WriteNotSupported
 from ._token import Token
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from ._config import Section
 
 __all__ = ["Backend", "TokenProvider"]
 
 logger = logging.getLogger("tokenstore")
+
+_B = TypeVar("_B", bound="Backend")
+#: backend class -> its view class (see Backend._view)
+_VIEW_CLASSES: dict[type[Backend], type[Backend]] = {}
+
+
+def _view_getattr(self: Backend, name: str) -> Any:
+    """A view's attribute it does not set itself is its parent's, read live (client, login, locks, counters)."""
+    parent = self.__dict__.get("_parent")
+    if parent is None:
+        raise AttributeError(name)
+    return getattr(parent, name)
 
 
 class TokenProvider(abc.ABC):
@@ -127,3 +139,67 @@ class Backend(TokenProvider):
         from ._config import Section
 
         return cls.from_config(Section(dict(options), path=f"token.{cls.name}", source=source))
+
+    # -- many tenants (see tokenstore.TenantProviders) --------------------------------------------------------
+    #: the options of this backend's section that name the secret; a ``tenants:`` template puts ``{tenant}``
+    #: in exactly one of them. Empty: this backend cannot keep one secret per tenant.
+    tenant_options: ClassVar[tuple[str, ...]] = ()
+
+    #: the backend whose client a view shares (None: this backend owns its client)
+    _parent: Backend | None = None
+
+    def _view(self: _B, **attrs: Any) -> _B:
+        """A lightweight backend for another secret name: only ``attrs`` (the name, the label) are its own.
+
+        Every other attribute is read from this backend live, so one client, login and pool serve every view.
+        A backend supporting tenants routes the methods that change shared state (login, renewal) to
+        ``self._parent`` and makes :meth:`close` of a view a no-op.
+        """
+        root = self._parent if self._parent is not None else self
+        cls = type(root)
+        view_cls = _VIEW_CLASSES.get(cls)
+        if view_cls is None:
+            view_cls = type(
+                cls.__name__,
+                (cls,),
+                {
+                    "__getattr__": _view_getattr,
+                    "__module__": cls.__module__,
+                    "__qualname__": f"{cls.__qualname__}.view",
+                },
+            )
+            _VIEW_CLASSES[cls] = view_cls
+        view = object.__new__(view_cls)
+        view.__dict__["_parent"] = root
+        for name, value in attrs.items():
+            setattr(view, name, value)  # through any property setter (a masked ``source``, say)
+        return view  # type: ignore[return-value]
+
+    def tenant_key_problem(self, tenant: str) -> str | None:
+        """Why this store cannot name a secret after ``tenant``, beyond the shared tenant pattern; None if it can.
+
+        Called before any store call (e.g. Azure Key Vault names allow only letters, digits and dashes).
+        """
+        return None
+
+    def named(self, option: str, name: str) -> Backend:
+        """A backend for the secret ``name`` (in place of ``option``'s value) that shares this backend's client.
+
+        The same credentials, login, connection pool and SDK client serve every name: only the secret's name
+        differs. The returned backend's :meth:`close` leaves the shared client open (this backend owns it).
+        """
+        raise ConfigError(f"the {self.name!r} backend cannot keep one secret per tenant (no tenant template)")
+
+    def list_names(self, option: str, prefix: str, suffix: str = "") -> Iterable[str]:
+        """The names (values of ``option``) of the secrets starting with ``prefix``, from the store's list call.
+
+        ``suffix`` (what follows ``{tenant}`` in the template) lets a hierarchical store look one level deeper;
+        names not ending with it may be returned (the caller filters).
+        """
+        raise ConfigError(f"the {self.name!r} backend cannot list tenants")
+
+    async def alist_names(self, option: str, prefix: str, suffix: str = "") -> list[str]:
+        """Async :meth:`list_names`; the default runs it in a worker thread."""
+        import asyncio
+
+        return await asyncio.to_thread(lambda: list(self.list_names(option, prefix, suffix)))

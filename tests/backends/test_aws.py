@@ -23,7 +23,15 @@ import pytest
 
 import tokenstore
 from tests.conftest import need
-from tests.contract import ContractTarget, FakeClock, ProviderContract, assert_clean, canary
+from tests.contract import (
+    ContractTarget,
+    FakeClock,
+    ProviderContract,
+    TenantContract,
+    TenantTarget,
+    assert_clean,
+    canary,
+)
 from tests.servers.faultproxy import FaultProxy
 from tests.servers.moto import REGION, MotoServer
 from tokenstore import (
@@ -594,3 +602,103 @@ def test_fault_proxy_semantics(moto: MotoServer, proxy: FaultProxy) -> None:
     assert proxy.canned == 1
     for sock in (established, again, held, canned):
         sock.close()
+
+
+# -- many tenants ---------------------------------------------------------------------------------------------
+def _bulk(fn: Any, items: Any) -> None:
+    for item in items:  # one by one: moto's server is not safe for concurrent writes
+        fn(item)
+
+
+class TestSecretsManagerTenants(TenantContract):
+    """One secret per tenant (``whatsapp/t<id>/{tenant}``), one boto3 client; ListSecrets with a name filter."""
+
+    @pytest.fixture
+    def tenant_target(self, moto: MotoServer, sm: Any) -> TenantTarget:
+        folder = f"whatsapp/t{uuid.uuid4().hex[:10]}"
+        built: list[Any] = []
+
+        def make() -> AwsBackend:
+            b = backend(moto, secret_id="unused")
+            real = b._build_client
+
+            def counted() -> Any:
+                built.append(1)
+                return real()
+
+            b._build_client = counted  # type: ignore[method-assign]
+            return b
+
+        def write_name(secret: str, value: str) -> None:
+            try:
+                sm.create_secret(Name=secret, SecretString=value)
+            except sm.exceptions.ResourceExistsException:
+                sm.put_secret_value(SecretId=secret, SecretString=value)
+
+        return TenantTarget(
+            make=make,
+            template=tokenstore.TenantTemplate("secret_id", folder + "/{tenant}"),
+            write=lambda tenant, value: write_name(f"{folder}/{tenant}", value),
+            write_many=lambda values: _bulk(lambda kv: write_name(f"{folder}/{kv[0]}", kv[1]), values.items()),
+            write_name=write_name,
+            decoys=[f"{folder}x/t1", f"{folder}/deeper/t2", f"{folder.upper()}/t3"],
+            writable=True,
+            clients=lambda b: len(built),
+            config=lambda: {
+                "token": {
+                    "backend": "aws",
+                    "aws": {"region": REGION, "endpoint_url": moto.url, "secret_id": folder + "/{tenant}"},
+                }
+            },
+            secrets=[SECRET_KEY],
+        )
+
+
+class TestSsmTenants(TenantContract):
+    """One SecureString per tenant (``/whatsapp/t<id>/{tenant}/token``); GetParametersByPath, paged by 10."""
+
+    @pytest.fixture
+    def tenant_target(self, moto: MotoServer, ssm: Any) -> TenantTarget:
+        folder = f"/whatsapp/t{uuid.uuid4().hex[:10]}"
+
+        def write_name(parameter: str, value: str) -> None:
+            ssm.put_parameter(Name=parameter, Value=value, Type="SecureString", Overwrite=True)
+
+        return TenantTarget(
+            make=lambda: backend(moto, parameter="/unused"),
+            template=tokenstore.TenantTemplate("parameter", folder + "/{tenant}/token"),
+            write=lambda tenant, value: write_name(f"{folder}/{tenant}/token", value),
+            write_many=lambda values: _bulk(lambda kv: write_name(f"{folder}/{kv[0]}/token", kv[1]), values.items()),
+            write_name=write_name,
+            decoys=[f"{folder}/t1/other", f"{folder}/t2", f"{folder}/a/b/token", f"{folder}x/t3/token"],
+            writable=True,
+            config=lambda: {
+                "token": {
+                    "backend": "aws",
+                    "aws": {"region": REGION, "endpoint_url": moto.url, "parameter": folder + "/{tenant}/token"},
+                }
+            },
+            secrets=[SECRET_KEY],
+        )
+
+
+class TestSsmFlatTenants(TenantContract):
+    """Parameter names without a folder (``wa-t<id>-{tenant}``): DescribeParameters with BeginsWith."""
+
+    @pytest.fixture
+    def tenant_target(self, moto: MotoServer, ssm: Any) -> TenantTarget:
+        prefix = f"wa-t{uuid.uuid4().hex[:10]}-"
+
+        def write_name(parameter: str, value: str) -> None:
+            ssm.put_parameter(Name=parameter, Value=value, Type="SecureString", Overwrite=True)
+
+        return TenantTarget(
+            make=lambda: backend(moto, parameter="unused"),
+            template=tokenstore.TenantTemplate("parameter", prefix + "{tenant}"),
+            write=lambda tenant, value: write_name(prefix + tenant, value),
+            write_name=write_name,
+            decoys=[prefix[:-1] + "x-t1"],
+            writable=True,
+            many=120,
+            secrets=[SECRET_KEY],
+        )

@@ -23,7 +23,15 @@ from typing import Any
 import pytest
 
 import tokenstore
-from tests.contract import ContractTarget, FakeClock, ProviderContract, assert_clean, canary
+from tests.contract import (
+    ContractTarget,
+    FakeClock,
+    ProviderContract,
+    TenantContract,
+    TenantTarget,
+    assert_clean,
+    canary,
+)
 from tests.servers import LocalTLS, wait_until
 from tests.servers.azure_keyvault import KeyVaultServer
 from tokenstore import CachePolicy, CachingProvider
@@ -689,3 +697,77 @@ async def test_missing_extra_names_it(kv: KeyVaultServer, monkeypatch: pytest.Mo
             provider.get_token()
     finally:
         await provider.aclose()
+
+
+# -- many tenants ---------------------------------------------------------------------------------------------
+class TestAzureTenants(TenantContract):
+    """One secret per tenant (``wa-t<id>-{tenant}``), one client and credential; list_properties_of_secrets,
+    paged by nextLink (25 a page)."""
+
+    @pytest.fixture
+    def tenant_target(self, kv: KeyVaultServer, monkeypatch: pytest.MonkeyPatch) -> TenantTarget:
+        prefix = f"wa-t{uuid.uuid4().hex[:10]}-"
+        credentials: list[StaticCredential] = []
+
+        def make() -> AzureBackend:
+            b = backend(kv, "unused")
+            credentials.append(b._given_credential)
+            return b
+
+        client_secret = canary("entra-secret-")
+        kv.register_app("tokenstore-tenants-app", client_secret)
+        monkeypatch.setenv("TS_AZURE_TENANTS_SECRET", client_secret)
+        return TenantTarget(
+            make=make,
+            template=tokenstore.TenantTemplate("name", prefix + "{tenant}"),
+            write=lambda tenant, value: kv.set_secret(prefix + tenant, value) and None,
+            write_name=lambda name, value: kv.set_secret(name, value) and None,
+            decoys=[prefix[:-1] + "x-t1", "x" + prefix + "t2", prefix + "T3"],
+            writable=True,
+            # one credential asked once: one client, one bearer for every tenant
+            clients=lambda b: credentials[-1].calls,
+            config=lambda: {
+                "token": {
+                    "backend": "azure",
+                    "azure": {
+                        "vault_url": kv.url,
+                        "name": prefix + "{tenant}",
+                        "ca_bundle": kv.ca_pem,
+                        "verify_challenge_resource": False,
+                        "credential": {
+                            "method": "client_secret",
+                            "tenant_id": kv.tenant_id,
+                            "client_id": "tokenstore-tenants-app",
+                            "client_secret": {"env": "TS_AZURE_TENANTS_SECRET"},
+                            "authority": kv.url,
+                            "disable_instance_discovery": True,
+                        },
+                    },
+                }
+            },
+            secrets=[BEARER, client_secret],
+        )
+
+
+def test_azure_tenant_keys_follow_key_vault_names(kv: KeyVaultServer) -> None:
+    with tokenstore.TenantProviders(
+        backend(kv, "unused"), template=tokenstore.TenantTemplate("name", "wa-{tenant}")
+    ) as tenants:
+        for key in ("Acme", "a_b", "a.b"):
+            with pytest.raises(tokenstore.InvalidTenantKey):
+                tenants.get_token(key)
+        assert not [r for r in kv.vault_requests() if "Acme" in r.path or "a_b" in r.path]
+
+
+def test_azure_list_follows_next_link(kv: KeyVaultServer) -> None:
+    prefix = f"wa-n{uuid.uuid4().hex[:8]}-"
+    for i in range(60):
+        kv.set_secret(f"{prefix}{i:02d}", canary())
+    with tokenstore.TenantProviders(
+        backend(kv, "unused"), template=tokenstore.TenantTemplate("name", prefix + "{tenant}")
+    ) as tenants:
+        before = len([r for r in kv.vault_requests() if r.path == "/secrets"])
+        assert tenants.tenants() == [f"{i:02d}" for i in range(60)]
+        pages = [r for r in kv.vault_requests() if r.path == "/secrets"][before:]
+    assert len(pages) >= 3 and all(r.status == 200 for r in pages[1:])
+    assert any("$skiptoken" in r.query for r in pages)

@@ -14,7 +14,15 @@ import pytest
 import yaml
 
 import tokenstore
-from tests.contract import ContractTarget, FakeClock, ProviderContract, assert_clean, canary
+from tests.contract import (
+    ContractTarget,
+    FakeClock,
+    ProviderContract,
+    TenantContract,
+    TenantTarget,
+    assert_clean,
+    canary,
+)
 from tests.servers import LocalTLS
 from tests.servers.conjur_fake import ConjurFake
 from tokenstore import CachePolicy, CachingProvider, SecretRef
@@ -769,3 +777,47 @@ def test_closed_backend_refuses_use(setup: Setup) -> None:
     backend.close()
     with pytest.raises(tokenstore.ProviderError, match="closed"):
         backend.get_token()
+
+
+# -- many tenants ---------------------------------------------------------------------------------------------
+class TestConjurTenants(TenantContract):
+    """One variable per tenant (``whatsapp/{tenant}/token``), one access token for all; the resource search,
+    paged by 100 (limit/offset)."""
+
+    @pytest.fixture
+    def tenant_target(self, setup: Setup) -> TenantTarget:
+        fake = setup.fake
+
+        def write_name(variable: str, value: str) -> None:
+            fake.set_secret(variable, value)
+            fake.grant(LOGIN, variable)
+
+        options = setup.options(variable="whatsapp/{tenant}/token")
+        return TenantTarget(
+            make=lambda: setup.make(variable="unused"),
+            template=tokenstore.TenantTemplate("variable", "whatsapp/{tenant}/token"),
+            write=lambda tenant, value: write_name(f"whatsapp/{tenant}/token", value),
+            write_name=write_name,
+            decoys=["whatsapp/t1/other", "whatsapp/a/b/token", "whatsappx/t2/token", VAR],
+            writable=True,
+            onboard=False,  # a Conjur variable is declared by policy before it can hold a value
+            clients=lambda b: fake.counts["authn"],
+            config=lambda: {"token": {"backend": "conjur", "conjur": options}},
+            secrets=[setup.api_key],
+        )
+
+
+def test_conjur_search_pages_and_hides_what_the_login_cannot_see(setup: Setup) -> None:
+    fake = setup.fake
+    for i in range(250):
+        fake.set_secret(f"whatsapp/p{i:03d}/token", canary())
+        fake.grant(LOGIN, f"whatsapp/p{i:03d}/token")
+    fake.set_secret("whatsapp/hidden/token", canary())  # no grant: Conjur does not show it to this login
+    with tokenstore.TenantProviders(
+        setup.make(), template=tokenstore.TenantTemplate("variable", "whatsapp/{tenant}/token")
+    ) as tenants:
+        assert tenants.tenants() == [f"p{i:03d}" for i in range(250)]
+    searches = [p for p in fake.paths if p.split("?")[0].endswith(f"/resources/{fake.account}")]
+    assert len(searches) == 3
+    assert all("kind=variable" in p and "search=whatsapp" in p and "limit=100" in p for p in searches)
+    assert "offset=200" in searches[-1]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import stat
 from pathlib import Path
 
 import pytest
 
 import tokenstore
-from tests.contract import ContractTarget, ProviderContract, canary
+from tests.contract import ContractTarget, ProviderContract, TenantContract, TenantTarget, canary
 from tokenstore.backends.env import EnvBackend
 from tokenstore.backends.file import FileBackend
 
@@ -156,3 +157,68 @@ def test_file_malformed_contents(tmp_path: Path) -> None:
     path.write_text("")
     with pytest.raises(tokenstore.SecretMalformed, match="empty"):
         FileBackend(path).get_token()
+
+
+# -- many tenants ---------------------------------------------------------------------------------------------
+class TestEnvTenants(TenantContract):
+    @pytest.fixture
+    def tenant_target(self, monkeypatch: pytest.MonkeyPatch) -> TenantTarget:
+        prefix = f"TS_T{secrets.token_hex(4).upper()}_"
+
+        def write_name(name: str, value: str) -> None:
+            monkeypatch.setenv(name, value)
+
+        return TenantTarget(
+            make=lambda: EnvBackend("UNUSED"),
+            template=tokenstore.TenantTemplate("var", prefix + "{tenant}"),
+            write=lambda tenant, value: monkeypatch.setenv(prefix + tenant, value),
+            write_name=write_name,
+            decoys=[prefix[:-1] + "X_t1", prefix.lower() + "t2", prefix],
+            config=lambda: {"token": {"backend": "env", "env": {"var": prefix + "{tenant}"}}},
+        )
+
+
+class TestFlatFileTenants(TenantContract):
+    @pytest.fixture
+    def tenant_target(self, tmp_path: Path) -> TenantTarget:
+        def write(tenant: str, value: str) -> None:
+            (tmp_path / f"{tenant}.token").write_text(value)
+
+        return TenantTarget(
+            make=lambda: FileBackend(tmp_path / "unused"),
+            template=tokenstore.TenantTemplate("path", f"{tmp_path}/{{tenant}}.token"),
+            write=write,
+            writable=True,
+            many=200,
+        )
+
+
+class TestFileTenants(TenantContract):
+    @pytest.fixture
+    def tenant_target(self, tmp_path: Path) -> TenantTarget:
+        folder = tmp_path / "tenants"
+        folder.mkdir()
+
+        def write_name(name: str, value: str) -> None:
+            Path(name).parent.mkdir(parents=True, exist_ok=True)
+            Path(name).write_text(value)
+
+        def write(tenant: str, value: str) -> None:
+            path = folder / tenant / "token"
+            path.parent.mkdir(exist_ok=True)
+            tmp = path.with_suffix(".new")
+            tmp.write_text(value + "\n")
+            tmp.chmod(0o600)
+            os.replace(tmp, path)
+
+        (folder / "empty-folder").mkdir()
+        return TenantTarget(
+            make=lambda: FileBackend(tmp_path / "unused"),
+            template=tokenstore.TenantTemplate("path", f"{folder}/{{tenant}}/token"),
+            write=write,
+            write_name=write_name,
+            decoys=[f"{folder}/.hidden/token", f"{folder}/x/other", f"{folder}/token", f"{tmp_path}/token"],
+            writable=True,
+            onboard=False,  # the tenant's folder must exist (a mounted volume per tenant); flat templates onboard
+            config=lambda: {"token": {"backend": "file", "file": {"path": f"{folder}/{{tenant}}/token"}}},
+        )

@@ -22,7 +22,15 @@ import grpc
 import pytest
 
 import tokenstore
-from tests.contract import ContractTarget, FakeClock, ProviderContract, assert_clean, canary
+from tests.contract import (
+    ContractTarget,
+    FakeClock,
+    ProviderContract,
+    TenantContract,
+    TenantTarget,
+    assert_clean,
+    canary,
+)
 from tests.servers import wait_until
 from tests.servers.gcp_secretmanager import SecretManagerServer
 from tokenstore import CachePolicy, CachingProvider
@@ -647,3 +655,61 @@ def test_missing_extra_names_it(sm_server: SecretManagerServer, monkeypatch: pyt
         with pytest.raises(tokenstore.BackendNotInstalled) as info:
             provider.get_token()
     assert "whatsapp-tokenstore[gcp]" in str(info.value) and "google_crc32c" in str(info.value)
+
+
+# -- many tenants ---------------------------------------------------------------------------------------------
+class TestGcpTenants(TenantContract):
+    """One secret per tenant (``wa-t<id>-{tenant}``), one client; ListSecrets with a name filter, paged by 250."""
+
+    @pytest.fixture
+    def tenant_target(self, sm_server: SecretManagerServer) -> TenantTarget:
+        prefix = f"wa-t{uuid.uuid4().hex[:10]}-"
+        built: list[bool] = []
+
+        def make() -> GcpBackend:
+            b = backend(sm_server, "unused")
+            real = b._build_client
+
+            def counted(*, aio: bool) -> Any:
+                if not aio:
+                    built.append(aio)
+                return real(aio=aio)
+
+            b._build_client = counted  # type: ignore[method-assign]
+            return b
+
+        return TenantTarget(
+            make=make,
+            template=tokenstore.TenantTemplate("secret", prefix + "{tenant}"),
+            write=lambda tenant, value: sm_server.add_version(PROJECT, prefix + tenant, value) and None,
+            write_name=lambda name, value: sm_server.add_version(PROJECT, name, value) and None,
+            decoys=[prefix[:-1] + "x-t1", "x" + prefix + "t2"],
+            writable=True,
+            clients=lambda b: len(built),
+            config=lambda: {
+                "token": {
+                    "backend": "gcp",
+                    "gcp": {
+                        "project": PROJECT,
+                        "endpoint": sm_server.endpoint,
+                        "plaintext": True,
+                        "secret": prefix + "{tenant}",
+                    },
+                }
+            },
+        )
+
+
+def test_gcp_list_pages_and_filters(sm_server: SecretManagerServer) -> None:
+    prefix = f"wa-p{uuid.uuid4().hex[:8]}-"
+    for i in range(600):
+        sm_server.add_version(PROJECT, f"{prefix}{i:03d}", canary())
+    sm_server.add_version(PROJECT, f"other-{prefix}1", canary())  # contains the prefix: filtered out by us
+    before = sm_server.count("ListSecrets")
+    with tokenstore.TenantProviders(
+        backend(sm_server, "unused"), template=tokenstore.TenantTemplate("secret", prefix + "{tenant}")
+    ) as tenants:
+        assert tenants.tenants() == [f"{i:03d}" for i in range(600)]
+    assert sm_server.count("ListSecrets") - before == 3  # 250 + 250 + 100
+    listed = [c for c in sm_server.calls if c.method == "ListSecrets"][-1]
+    assert listed.name == f"projects/{PROJECT}"

@@ -23,7 +23,15 @@ import pytest
 
 import tokenstore
 from tests.conftest import need
-from tests.contract import ContractTarget, FakeClock, ProviderContract, assert_clean, canary
+from tests.contract import (
+    ContractTarget,
+    FakeClock,
+    ProviderContract,
+    TenantContract,
+    TenantTarget,
+    assert_clean,
+    canary,
+)
 from tests.servers import wait_until
 from tests.servers.faultproxy import FaultProxy
 from tests.servers.openbao import (
@@ -724,3 +732,100 @@ def test_example_config_section_is_valid() -> None:
     backend = VaultBackend.from_options(section)
     assert backend.auth.method == "approle" and backend._client is None
     backend.close()
+
+
+# -- many tenants ------------------------------------------------------------------------------------------------
+class TestVaultTenants(TenantContract):
+    """One KV v2 secret per tenant under ``whatsapp/t<id>/{tenant}``, one AppRole login for all of them."""
+
+    @pytest.fixture
+    def tenant_target(self, bao: OpenBaoServer, root: Any, approle_env: Callable[..., VaultAuth]) -> TenantTarget:
+        folder = f"whatsapp/t{uuid.uuid4().hex[:10]}"
+        root.sys.create_or_update_policy(
+            "tenants",
+            'path "secret/data/whatsapp/*" { capabilities = ["create", "read", "update"] }\n'
+            'path "secret/metadata/whatsapp/*" { capabilities = ["list"] }',
+        )
+        auth = approle_env("tenants", policies=["tenants"])
+
+        def write_name(name: str, value: str) -> None:
+            write_v2(root, name, value)
+
+        def write_many(values: dict[str, str]) -> None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda item: write_v2(root, f"{folder}/{item[0]}", item[1]), values.items()))
+
+        return TenantTarget(
+            make=lambda: VaultBackend(url=bao.url, path="unused", auth=auth),
+            template=tokenstore.TenantTemplate("path", folder + "/{tenant}"),
+            write=lambda tenant, value: write_v2(root, f"{folder}/{tenant}", value) and None,
+            write_many=write_many,
+            write_name=write_name,
+            decoys=[f"{folder}/deeper/t9", f"{folder}-x/t8", f"{folder}x"],
+            writable=True,
+            clients=lambda backend: backend.logins,  # type: ignore[attr-defined]
+            config=lambda: {
+                "token": {
+                    "backend": "vault",
+                    "vault": {
+                        "url": bao.url,
+                        "path": folder + "/{tenant}",
+                        "auth": {
+                            "method": "approle",
+                            "role_id": {"env": "TS_ROLE_ID"},
+                            "secret_id": {"env": "TS_SECRET_ID"},
+                        },
+                    },
+                }
+            },
+            secrets=[bao.root_token],
+        )
+
+
+class TestVaultTenantsBelowTheTenant(TenantContract):
+    """``whatsapp/t<id>/{tenant}/token``: the tenant is a folder; LIST reports folders."""
+
+    @pytest.fixture
+    def tenant_target(self, bao: OpenBaoServer, root: Any, root_token_env: VaultAuth) -> TenantTarget:
+        folder = f"whatsapp/t{uuid.uuid4().hex[:10]}"
+
+        def write_name(name: str, value: str) -> None:
+            write_v2(root, name, value)
+
+        return TenantTarget(
+            make=lambda: VaultBackend(url=bao.url, path="unused", auth=root_token_env),
+            template=tokenstore.TenantTemplate("path", folder + "/{tenant}/token"),
+            write=lambda tenant, value: write_v2(root, f"{folder}/{tenant}/token", value) and None,
+            write_name=write_name,
+            decoys=[f"{folder}/plain-secret"],
+            writable=True,
+            many=50,
+        )
+
+
+def test_vault_tenant_policies_as_documented(
+    bao: OpenBaoServer, root: Any, approle_env: Callable[..., VaultAuth]
+) -> None:
+    """The policies README's "store layout and permissions" gives: one tenant's read, every tenant's read, list."""
+    folder = f"whatsapp/p{uuid.uuid4().hex[:8]}"
+    values = {t: write_v2(root, f"{folder}/{t}") for t in ("acme", "globex")}
+    template = tokenstore.TenantTemplate("path", folder + "/{tenant}")
+    root.sys.create_or_update_policy("one-tenant", f'path "secret/data/{folder}/acme" {{ capabilities = ["read"] }}')
+    root.sys.create_or_update_policy(
+        "all-tenants",
+        f'path "secret/data/{folder}/+" {{ capabilities = ["read"] }}\n'
+        f'path "secret/metadata/{folder}/" {{ capabilities = ["list"] }}',
+    )
+    auth = approle_env("one-tenant", policies=["one-tenant"])
+    with tokenstore.TenantProviders(VaultBackend(url=bao.url, path="x", auth=auth), template=template) as tenants:
+        assert tenants.get_token("acme").reveal() == values["acme"]
+        with pytest.raises(AccessDenied, match="must grant read"):
+            tenants.get_token("globex")
+        with pytest.raises(AccessDenied, match="must grant list"):
+            tenants.tenants()
+    auth = approle_env("all-tenants", policies=["all-tenants"])
+    with tokenstore.TenantProviders(VaultBackend(url=bao.url, path="x", auth=auth), template=template) as tenants:
+        assert tenants.tenants() == ["acme", "globex"]
+        assert tenants.get_token("globex").reveal() == values["globex"]

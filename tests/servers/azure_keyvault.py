@@ -4,7 +4,8 @@ Serves, over TLS from a ``trustme`` CA (:class:`tests.servers.LocalTLS`), what t
 aio) and ``ClientSecretCredential`` send:
 
 * Key Vault: ``GET /secrets/{name}/`` (latest), ``GET /secrets/{name}/{version}``, ``PUT /secrets/{name}``,
-  each with a required, known ``api-version``; bodies in Key Vault's JSON shape (``value``, ``id``,
+  ``GET /secrets`` (list: ``maxresults`` 1-25, default 25, pages chained by an absolute ``nextLink`` carrying
+  ``$skiptoken``, as Key Vault sends it), each with a required, known ``api-version``; bodies in Key Vault's JSON shape (``value``, ``id``,
   ``attributes`` with ``enabled``/``exp``/``nbf``/...); errors as Key Vault sends them (``SecretNotFound`` 404,
   403 ``Forbidden``/``SecretDisabled`` for a disabled secret, 429 ``Throttled`` with ``Retry-After``, ...).
 * Authentication as Key Vault does it: a request without a bearer token gets the 401 challenge
@@ -243,7 +244,7 @@ class KeyVaultServer:
 
     def vault_requests(self) -> list[Request]:
         with self._lock:
-            return [r for r in self.requests if r.path.startswith("/secrets/")]
+            return [r for r in self.requests if r.path == "/secrets" or r.path.startswith("/secrets/")]
 
     # -- HTTP ---------------------------------------------------------------------------------------------
     def _dispatch(self, handler: _Handler, method: str) -> None:
@@ -256,7 +257,7 @@ class KeyVaultServer:
         if path.startswith(tenant_prefix) or path.startswith("/common/") or path.startswith("/organizations/"):
             record = Request(method, path, query, "-")
             status, headers, payload = self._entra(handler, method, path, body)
-        elif path.startswith("/secrets/"):
+        elif path == "/secrets" or path.startswith("/secrets/"):
             auth = self._auth_state(handler.headers.get("Authorization"))
             record = Request(method, path, query, auth)
             status, headers, payload = self._vault(method, path, query, body, auth)
@@ -315,6 +316,8 @@ class KeyVaultServer:
                 {},
                 _error("Forbidden", "Caller is not authorized to perform action on resource.", "ForbiddenByRbac"),
             )
+        if method == "GET" and not name:
+            return self._list(query)
         if method == "GET":
             return self._get(name, version)
         if method == "PUT" and version is None:
@@ -339,6 +342,28 @@ class KeyVaultServer:
         if not chosen.enabled and self.enforce_disabled:
             return 403, {}, _error("Forbidden", "Operation get is not allowed on a disabled secret.", "SecretDisabled")
         return 200, {}, self._bundle(name, chosen)
+
+    def _list(self, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        raw = query.get("maxresults", "25")
+        if not raw.isdigit() or not 1 <= int(raw) <= 25:
+            return 400, {}, _error("BadParameter", "maxresults must be between 1 and 25.")
+        size = int(raw)
+        skip = query.get("$skiptoken", "0")
+        offset = int(skip) if skip.isdigit() else 0
+        with self._lock:
+            names = sorted(self._secrets)
+            page = [(n, self._secrets[n][-1]) for n in names[offset : offset + size]]
+        items = []
+        for name, latest in page:
+            attributes = {"enabled": latest.enabled, "created": latest.created, "updated": latest.created}
+            items.append({"id": f"{self.url}/secrets/{name}", "attributes": attributes, "tags": {}})
+        following = offset + size
+        next_link = None
+        if following < len(names):
+            next_link = (
+                f"{self.url}/secrets?api-version={query['api-version']}&$skiptoken={following}&maxresults={size}"
+            )
+        return 200, {}, {"value": items, "nextLink": next_link}
 
     def _put(self, name: str, body: bytes) -> tuple[int, dict[str, str], Any]:
         try:

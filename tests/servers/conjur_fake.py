@@ -14,6 +14,10 @@ Routes (under an optional prefix: ``/api`` for Conjur Cloud, whose account is al
   The last 20 versions are kept.
 * ``GET /resources/{account}/variable/{id}`` - the resource with its ``secrets: [{"version", "expires_at"}]``;
   403 without ``read``.
+* ``GET /resources/{account}?kind=variable&search=TEXT&limit=N&offset=M`` - the resources the caller has any
+  privilege on, sorted by id, of that ``kind``, whose id contains ``search`` (case-insensitive: a stand-in for
+  Conjur's text search, which the client filters after anyway); ``limit`` default 10, at most 1000; 422 for a
+  bad number.
 
 Error bodies have Conjur's shape, ``{"error": {"code", "message"}}``. Logins and ids arrive URL-encoded as
 single path segments (``host%2Fapps%2Fwhatsapp``); the fake records raw paths so tests can check that.
@@ -322,6 +326,8 @@ class ConjurFake:
         handler.send(status, payload, headers)
 
     def _route(self, method: str, seg: list[str]) -> tuple[str, list[str]] | None:
+        if method == "GET" and len(seg) == 2 and seg[0] == "resources" and seg[1]:
+            return "resources.search", [unquote(seg[1])]
         if method == "POST" and len(seg) == 4 and seg[0] == "authn" and seg[3] == "authenticate":
             return "authn", [unquote(seg[1]), unquote(seg[2])]
         if method == "POST" and len(seg) in (4, 5) and seg[0] == "authn-jwt" and seg[-1] == "authenticate":
@@ -432,6 +438,39 @@ class ConjurFake:
         with self._lock:
             self._add_version(variable, body)
         return 201, b"", {"Content-Type": "text/html"}
+
+    def _h_resources_search(self, handler: _Handler, args: list[str], query: Any, body: bytes) -> Any:
+        login = self._caller(handler)
+        if login is None:
+            return 401, b"", {}
+        (account,) = args
+        kind = (query.get("kind") or [None])[0]
+        search = ((query.get("search") or [""])[0]).lower()
+        numbers = {}
+        for name, default in (("limit", 10), ("offset", 0)):
+            raw = (query.get(name) or [str(default)])[0]
+            if not raw.isdigit():
+                return 422, self._error("argument_error", f"{name} must be a non-negative integer"), {}
+            numbers[name] = int(raw)
+        limit = numbers["limit"]
+        if not 1 <= limit <= 1000:
+            return 422, self._error("argument_error", "limit must be between 1 and 1000"), {}
+        if account != self.account:
+            return 200, b"[]", {"Content-Type": "application/json"}
+        with self._lock:
+            visible = sorted(
+                variable
+                for (who, variable), privileges in self._grants.items()
+                if who == login and privileges and variable in self._vars
+            )
+        ids = [f"{self.account}:variable:{v}" for v in visible if kind in (None, "variable")]
+        ids = [i for i in ids if search in i.lower()]
+        page = ids[numbers["offset"] : numbers["offset"] + limit]
+        resources = [
+            {"created_at": "2026-01-01T00:00:00.000+00:00", "id": i, "owner": f"{self.account}:policy:root"}
+            for i in page
+        ]
+        return 200, json.dumps(resources).encode(), {"Content-Type": "application/json"}
 
     def _h_resources(self, handler: _Handler, args: list[str], query: Any, body: bytes) -> Any:
         login = self._caller(handler)

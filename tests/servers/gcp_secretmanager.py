@@ -1,6 +1,7 @@
 """A local gRPC server of Google Secret Manager (``google.cloud.secretmanager.v1.SecretManagerService``).
 
-Serves ``AccessSecretVersion`` and ``AddSecretVersion`` over real gRPC (HTTP/2) on 127.0.0.1 with the status
+Serves ``AccessSecretVersion``, ``AddSecretVersion``, ``CreateSecret`` (``ALREADY_EXISTS`` for a secret that
+exists, ``INVALID_ARGUMENT`` without replication) and ``ListSecrets`` over real gRPC (HTTP/2) on 127.0.0.1 with the status
 codes Secret Manager uses, so the real ``SecretManagerServiceClient`` and ``SecretManagerServiceAsyncClient``
 can be pointed at it through the backend's ``endpoint`` + ``plaintext`` options (or over TLS with a local CA).
 The package's own proto-plus classes (de)serialize the messages: no protoc step.
@@ -9,6 +10,9 @@ Behaviour modelled on the real service:
 
 * ``versions/latest`` is the most recently added version; accessing a DISABLED or DESTROYED version is
   ``FAILED_PRECONDITION``; an unknown secret or version is ``NOT_FOUND``; a malformed name ``INVALID_ARGUMENT``.
+* ``ListSecrets`` pages (``page_size``, default 25, at most 25,000; ``next_page_token``) and filters with the
+  ``name:<text>`` term of Google's filter syntax (names containing the text; a trailing ``*`` is a prefix
+  wildcard); any other filter is ``INVALID_ARGUMENT``, as a filter the service cannot parse is.
 * ``AddSecretVersion`` checks ``payload.data_crc32c`` when the client sends one (``INVALID_ARGUMENT`` on a
   mismatch) and answers the new ``SecretVersion``; every served payload carries ``data_crc32c``.
 
@@ -42,6 +46,8 @@ from . import free_port
 SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
 _VERSION_NAME = re.compile(r"projects/([^/]+)/secrets/([^/]+)/versions/([^/]+)\Z")
 _SECRET_NAME = re.compile(r"projects/([^/]+)/secrets/([^/]+)\Z")
+_PROJECT_NAME = re.compile(r"projects/([^/]+)\Z")
+_NAME_FILTER = re.compile(r"name\s*:\s*(\"[^\"]*\"|[A-Za-z0-9_*-]+)\Z")
 
 
 @dataclass
@@ -210,6 +216,16 @@ class SecretManagerServer:
                     request_deserializer=service.AccessSecretVersionRequest.deserialize,
                     response_serializer=service.AccessSecretVersionResponse.serialize,
                 ),
+                "CreateSecret": grpc.unary_unary_rpc_method_handler(
+                    self._wrap("CreateSecret", self._create),
+                    request_deserializer=service.CreateSecretRequest.deserialize,
+                    response_serializer=resources.Secret.serialize,
+                ),
+                "ListSecrets": grpc.unary_unary_rpc_method_handler(
+                    self._wrap("ListSecrets", self._list),
+                    request_deserializer=service.ListSecretsRequest.deserialize,
+                    response_serializer=service.ListSecretsResponse.serialize,
+                ),
                 "AddSecretVersion": grpc.unary_unary_rpc_method_handler(
                     self._wrap("AddSecretVersion", self._add),
                     request_deserializer=service.AddSecretVersionRequest.deserialize,
@@ -295,6 +311,57 @@ class SecretManagerServer:
             payload.data_crc32c = (crc + 1) % 2**32 if self.corrupt_crc else crc
         return service.AccessSecretVersionResponse(
             name=f"projects/{project}/secrets/{secret}/versions/{number}", payload=payload
+        )
+
+    def _create(self, request: service.CreateSecretRequest) -> resources.Secret:
+        match = _PROJECT_NAME.match(request.parent)
+        if not match or not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", request.secret_id):
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "Invalid resource field value in the request.")
+        project = match.group(1)
+        if "replication" not in request.secret:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "Secret.replication is required.")
+        self._check_denied(project, request.secret_id)
+        with self._lock:
+            if (project, request.secret_id) in self._secrets:
+                raise _Abort(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    f"Secret [projects/{project}/secrets/{request.secret_id}] already exists.",
+                )
+            self._secrets[(project, request.secret_id)] = []
+        return resources.Secret(
+            name=f"projects/{project}/secrets/{request.secret_id}", replication=request.secret.replication
+        )
+
+    def _list(self, request: service.ListSecretsRequest) -> service.ListSecretsResponse:
+        match = _PROJECT_NAME.match(request.parent)
+        if not match:
+            raise _Abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"Invalid resource field value in the request: {request.parent}"
+            )
+        project = match.group(1)
+        size = request.page_size or 25
+        if not 0 < size <= 25000:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "page_size must be between 1 and 25000")
+        keep: Callable[[str], bool] = lambda secret: True  # noqa: E731
+        if request.filter:
+            term = _NAME_FILTER.match(request.filter.strip())
+            if not term:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"Invalid filter: {request.filter}")
+            text = term.group(1).strip('"')
+            if text.endswith("*"):
+                start = text[:-1]
+                keep = lambda secret: secret.startswith(start)  # noqa: E731
+            else:
+                keep = lambda secret: text in secret  # noqa: E731
+        with self._lock:
+            names = sorted(secret for (p, secret) in self._secrets if p == project and keep(secret))
+        offset = int(request.page_token) if request.page_token.isdigit() else 0
+        page = names[offset : offset + size]
+        following = offset + size
+        return service.ListSecretsResponse(
+            secrets=[resources.Secret(name=f"projects/{project}/secrets/{n}") for n in page],
+            next_page_token=str(following) if following < len(names) else "",
+            total_size=len(names),
         )
 
     def _add(self, request: service.AddSecretVersionRequest) -> resources.SecretVersion:

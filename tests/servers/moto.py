@@ -165,7 +165,9 @@ class MotoServer:
         ).client(
             service,
             endpoint_url=self.url,
-            config=Config(connect_timeout=2, read_timeout=5, retries={"total_max_attempts": 1}),
+            # read_timeout 30: moto builds a service's backend on its first call (SSM loads its default
+            # parameters), which takes seconds on a loaded machine; these are the tests' own helper clients
+            config=Config(connect_timeout=2, read_timeout=30, retries={"total_max_attempts": 1}),
         )
         self._clients[(service, region)] = quiet_bodies(client)
         return client

@@ -266,24 +266,26 @@ class AwsBackend(Backend):
         self.assume_role = assume_role
         self.connect_timeout = float(connect_timeout)
         self.read_timeout = float(read_timeout)
-        if service == "secretsmanager":
-            if version_id:
-                pin = f"?version_id={version_id}"
-            elif self.version_stage != AWSCURRENT:
-                pin = f"?stage={self.version_stage}"
-            else:
-                pin = ""
-            self.source = f"aws:secretsmanager:{secret_id}{pin}"
-        else:
-            pin = f":{parameter_version}" if parameter_version is not None else ""
-            self.source = f"aws:ssm:{parameter}{pin}"
-        if key:
-            self.source += f"#{key}"
+        self.source = self._label(secret_id, parameter)
         self._config_source: str | None = None
         self._config_path = "token.aws"
         self._lock = threading.Lock()
         self._client: Any = None
         self._warned_plain = False
+
+    def _label(self, secret_id: str | None, parameter: str | None) -> str:
+        if self.service == "secretsmanager":
+            if self.version_id:
+                pin = f"?version_id={self.version_id}"
+            elif self.version_stage != AWSCURRENT:
+                pin = f"?stage={self.version_stage}"
+            else:
+                pin = ""
+            source = f"aws:secretsmanager:{secret_id}{pin}"
+        else:
+            pin = f":{self.parameter_version}" if self.parameter_version is not None else ""
+            source = f"aws:ssm:{parameter}{pin}"
+        return source + (f"#{self.key}" if self.key else "")
 
     # -- configuration --------------------------------------------------------------------------------------
     @classmethod
@@ -337,6 +339,8 @@ class AwsBackend(Backend):
 
     # -- the client -----------------------------------------------------------------------------------------
     def _get_client(self) -> Any:
+        if self._parent is not None:
+            return self._parent._get_client()  # type: ignore[attr-defined]
         with self._lock:
             if self._client is None:
                 self._client = self._build_client()
@@ -610,12 +614,20 @@ class AwsBackend(Backend):
             data[self.key] = value
             payload = json.dumps(data)
         request_token = str(uuid.uuid4())  # idempotency: a retried request cannot make two versions
-        response = self._call(
-            "secretsmanager:PutSecretValue",
-            lambda c: c.put_secret_value(
-                SecretId=self.secret_id, SecretString=payload, ClientRequestToken=request_token
-            ),
-        )
+        onboarding = self._parent is not None  # a tenant's secret is created by its first put_token
+
+        def put(c: Any) -> Any:
+            try:
+                return c.put_secret_value(
+                    SecretId=self.secret_id, SecretString=payload, ClientRequestToken=request_token
+                )
+            except c.exceptions.ResourceNotFoundException:
+                if not onboarding:
+                    raise
+            logger.info("creating %s for a new tenant (secretsmanager:CreateSecret)", self.source)
+            return c.create_secret(Name=self.secret_id, SecretString=payload, ClientRequestToken=request_token)
+
+        response = self._call("secretsmanager:PutSecretValue", put)
         version = response.get("VersionId")
         if not version:
             raise BackendUnavailable("AWS's answer to PutSecretValue carried no VersionId", source=self.source)
@@ -640,8 +652,53 @@ class AwsBackend(Backend):
             raise BackendUnavailable("AWS's answer to PutParameter carried no Version", source=self.source)
         return str(version)
 
+    # -- many tenants: one secret or parameter per tenant, one boto3 client for all --------------------------
+    tenant_options = ("secret_id", "parameter")
+
+    def named(self, option: str, name: str) -> AwsBackend:
+        if option == "secret_id" and self.service == "secretsmanager":
+            return self._view(secret_id=name, source=self._label(name, None), _warned_plain=False)
+        if option == "parameter" and self.service == "ssm":
+            return self._view(parameter=name, source=self._label(None, name), _warned_plain=False)
+        raise ConfigError(f"{option} does not name the secret of service {self.service!r}")
+
+    def list_names(self, option: str, prefix: str, suffix: str = "") -> list[str]:
+        """Secrets Manager: ListSecrets with a name filter (the prefix). SSM: GetParametersByPath under the
+        template's folder (recursive, values left encrypted and dropped), or DescribeParameters ``BeginsWith``
+        for a name with no folder. Both paged."""
+        if self.service == "secretsmanager":
+            filters = [{"Key": "name", "Values": [prefix]}] if prefix else []
+
+            def secrets(c: Any) -> list[str]:
+                pages = c.get_paginator("list_secrets").paginate(Filters=filters, PaginationConfig={"PageSize": 100})
+                return [str(item["Name"]) for page in pages for item in page.get("SecretList", []) if "Name" in item]
+
+            return self._call("secretsmanager:ListSecrets", secrets)
+        head, sep, _ = prefix.rpartition("/")
+        if sep:
+            path = head or "/"
+
+            def by_path(c: Any) -> list[str]:
+                pages = c.get_paginator("get_parameters_by_path").paginate(
+                    Path=path, Recursive=True, WithDecryption=False, PaginationConfig={"PageSize": 10}
+                )
+                return [str(p["Name"]) for page in pages for p in page.get("Parameters", []) if "Name" in p]
+
+            return self._call("ssm:GetParametersByPath", by_path)
+
+        def described(c: Any) -> list[str]:
+            pages = c.get_paginator("describe_parameters").paginate(
+                ParameterFilters=[{"Key": "Name", "Option": "BeginsWith", "Values": [prefix]}],
+                PaginationConfig={"PageSize": 50},
+            )
+            return [str(p["Name"]) for page in pages for p in page.get("Parameters", []) if "Name" in p]
+
+        return self._call("ssm:DescribeParameters", described)
+
     # -- lifecycle ------------------------------------------------------------------------------------------
     def close(self) -> None:
+        if self._parent is not None:
+            return  # a tenant's view: the client belongs to the backend it was made from
         with self._lock:
             client, self._client = self._client, None
         if client is not None:

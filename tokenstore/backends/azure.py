@@ -333,6 +333,8 @@ class AzureBackend(Backend):
         return client, owned
 
     def _sync_client(self) -> Any:
+        if self._parent is not None:
+            return self._parent._sync_client()  # type: ignore[attr-defined]
         client = self._client
         if client is None:
             with self._lock:
@@ -342,6 +344,8 @@ class AzureBackend(Backend):
         return client
 
     async def _async_client(self) -> Any:
+        if self._parent is not None:
+            return await self._parent._async_client()  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
         if self._aclient is not None and self._aclient_loop is loop:
             return self._aclient
@@ -354,6 +358,42 @@ class AzureBackend(Backend):
                 self._aclient, self._acredential = self._build(aio=True)
                 self._aclient_loop = loop
             return self._aclient
+
+    # -- many tenants: one secret per tenant, one client and credential for all -------------------------------
+    tenant_options = ("name",)
+
+    def tenant_key_problem(self, tenant: str) -> str | None:
+        if not _NAME.match(tenant):
+            return "a Key Vault secret name holds only letters, digits and '-'"
+        if tenant != tenant.lower():
+            return (
+                "Key Vault secret names are case-insensitive: use lower-case tenant keys, so that two tenants can "
+                "never share a secret"
+            )
+        return None
+
+    def named(self, option: str, name: str) -> AzureBackend:
+        return self._view(
+            secret_name=name,
+            source=f"azure:{self.vault_url}/secrets/{name}" + (f"/{self.version}" if self.version else ""),
+        )
+
+    def list_names(self, option: str, prefix: str, suffix: str = "") -> list[str]:
+        """list_properties_of_secrets (Key Vault's GET /secrets, paged by nextLink), names with the prefix."""
+        client = self._sync_client()
+        try:
+            names = [str(p.name) for p in client.list_properties_of_secrets(max_page_size=25)]
+        except Exception as exc:
+            raise self._translate(exc, "list") from exc
+        return [n for n in names if n.lower().startswith(prefix.lower())]
+
+    async def alist_names(self, option: str, prefix: str, suffix: str = "") -> list[str]:
+        client = await self._async_client()
+        try:
+            names = [str(p.name) async for p in client.list_properties_of_secrets(max_page_size=25)]
+        except Exception as exc:
+            raise self._translate(exc, "list") from exc
+        return [n for n in names if n.lower().startswith(prefix.lower())]
 
     # -- reading ---------------------------------------------------------------------------------------------
     def get_token(self) -> Token:
@@ -464,10 +504,11 @@ class AzureBackend(Backend):
             if status == 401:
                 return AccessDenied(f"Key Vault rejected the token ({label})", source=source)
             if status == 403:
-                need = "get" if action == "read" else "set"
+                need = {"read": "get", "list": "list"}.get(action, "set")
+                role = "Officer" if need == "set" else "User"
                 return AccessDenied(
                     f"permission denied ({label}): the identity needs secrets/{need} on the vault (RBAC role "
-                    f"Key Vault Secrets {'User' if action == 'read' else 'Officer'} or an access policy)",
+                    f"Key Vault Secrets {role} or an access policy)",
                     source=source,
                 )
             if status in (408, 429) or status >= 500:
@@ -524,6 +565,8 @@ class AzureBackend(Backend):
             asyncio.run_coroutine_threadsafe(close(), loop)
 
     def close(self) -> None:
+        if self._parent is not None:
+            return  # a tenant's view: the clients belong to the backend it was made from
         with self._lock:
             client, credential = self._client, self._credential
             self._client = self._credential = None
@@ -536,6 +579,8 @@ class AzureBackend(Backend):
                     logger.debug("closing the Key Vault client failed", exc_info=True)
 
     async def aclose(self) -> None:
+        if self._parent is not None:
+            return
         with self._lock:
             client, credential = None, None
             if self._aclient is not None and self._aclient_loop is asyncio.get_running_loop():

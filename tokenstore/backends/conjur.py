@@ -225,14 +225,7 @@ class ConjurBackend(Backend):
         self._config_source = config_source
         self._config_path = config_path
 
-        self.source = f"conjur:{account}:variable:{variable}"
-        if version is not None:
-            self.source += f"?version={version}"
-        if key:
-            self.source += f"#{key}"
-        var_path = f"{quote(account, safe='')}/variable/{quote(variable, safe='')}"
-        self._secret_url = f"{self.url}/secrets/{var_path}"
-        self._resource_url = f"{self.url}/resources/{var_path}"
+        self.source, self._secret_url, self._resource_url = self._names_for(variable)
         if authn == "api_key":
             assert login is not None
             self._auth_url = f"{self.url}/authn/{quote(account, safe='')}/{quote(login, safe='')}/authenticate"
@@ -252,6 +245,16 @@ class ConjurBackend(Backend):
         )
         self._alocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
         self._closed = False
+
+    def _names_for(self, variable: str) -> tuple[str, str, str]:
+        """The label, the secret's URL and the resource's URL of a variable id."""
+        source = f"conjur:{self.account}:variable:{variable}"
+        if self.version is not None:
+            source += f"?version={self.version}"
+        if self.key:
+            source += f"#{self.key}"
+        var_path = f"{quote(self.account, safe='')}/variable/{quote(variable, safe='')}"
+        return source, f"{self.url}/secrets/{var_path}", f"{self.url}/resources/{var_path}"
 
     # -- configuration ----------------------------------------------------------------------------------------
     @classmethod
@@ -609,7 +612,7 @@ class ConjurBackend(Backend):
         """Translate a non-2xx answer to a read (``action="read"``) or a write (``"write"``) of the variable."""
         status = response.status_code
         code, message = self._server_error(response)
-        doing = "reading" if action == "read" else "writing"
+        doing = {"read": "reading", "list": "listing"}.get(action, "writing")
         what = f"variable {self.variable!r}" + (f" version {version}" if version is not None else "")
         if status == 429 or status >= 500:
             return self._unavailable(response, f"{doing} {what}")
@@ -709,6 +712,8 @@ class ConjurBackend(Backend):
         }
 
     def _sync_client(self) -> httpx.Client:
+        if self._parent is not None:
+            return self._parent._sync_client()  # type: ignore[attr-defined,no-any-return]
         client = self._client
         if client is None:
             with self._client_lock:
@@ -718,6 +723,8 @@ class ConjurBackend(Backend):
         return client
 
     def _async_client(self) -> httpx.AsyncClient:
+        if self._parent is not None:
+            return self._parent._async_client()  # type: ignore[attr-defined,no-any-return]
         # a client's connections belong to the event loop that opened them: one client per loop
         loop = asyncio.get_running_loop()
         with self._client_lock:
@@ -789,6 +796,8 @@ class ConjurBackend(Backend):
             raise self._transport_error(exc) from exc
 
     def _access_sync(self, stale: _Access | None) -> _Access:
+        if self._parent is not None:  # one access token (one login) for every tenant's view
+            return self._parent._access_sync(stale)  # type: ignore[attr-defined,no-any-return]
         access = self._fresh(stale)
         if access is not None:
             return access
@@ -801,6 +810,8 @@ class ConjurBackend(Backend):
             return access
 
     async def _access_async(self, stale: _Access | None) -> _Access:
+        if self._parent is not None:
+            return await self._parent._access_async(stale)  # type: ignore[attr-defined,no-any-return]
         access = self._fresh(stale)
         if access is not None:
             return access
@@ -872,7 +883,56 @@ class ConjurBackend(Backend):
     async def aput_token(self, value: str) -> str | None:
         return await self._arun(self._put_flow(value))
 
+    # -- many tenants: one variable per tenant, one access token for all --------------------------------------
+    tenant_options = ("variable",)
+
+    def named(self, option: str, name: str) -> ConjurBackend:
+        source, secret_url, resource_url = self._names_for(name)
+        return self._view(variable=name, source=source, _secret_url=secret_url, _resource_url=resource_url)
+
+    _LIST_PAGE = 100
+
+    def _list_flow(self, prefix: str) -> _Flow[list[str]]:
+        """Conjur's resource search (``GET /resources/{account}?kind=variable&search=...``), page by page."""
+        url = f"{self.url}/resources/{quote(self.account, safe='')}"
+        search = prefix.strip("/-_.:")
+        mark = f"{self.account}:variable:"
+        names: list[str] = []
+        offset = 0
+        while True:
+            params = {"kind": "variable", "limit": str(self._LIST_PAGE), "offset": str(offset)}
+            if search:
+                params["search"] = search
+
+            def search_call(access: _Access, params: dict[str, str] = params) -> _Call:
+                return _Call("GET", url, self._headers(access), params=params)
+
+            response = yield from self._authed(search_call)
+            if response.status_code != 200:
+                raise self._status_error(response, action="list")
+            try:
+                page = response.json()
+            except ValueError:
+                page = None
+            if not isinstance(page, list):
+                raise BackendUnavailable("Conjur's resource search did not answer a JSON list", source=self.source)
+            for resource in page:
+                ident = resource.get("id") if isinstance(resource, dict) else None
+                if isinstance(ident, str) and ident.startswith(mark):
+                    names.append(ident[len(mark) :])
+            if len(page) < self._LIST_PAGE:
+                return names
+            offset += len(page)
+
+    def list_names(self, option: str, prefix: str, suffix: str = "") -> list[str]:
+        return self._run(self._list_flow(prefix))
+
+    async def alist_names(self, option: str, prefix: str, suffix: str = "") -> list[str]:
+        return await self._arun(self._list_flow(prefix))
+
     def close(self) -> None:
+        if self._parent is not None:
+            return  # a tenant's view: the clients and the access token belong to the backend it was made from
         with self._client_lock:
             self._closed = True
             client, self._client = self._client, None
@@ -885,6 +945,8 @@ class ConjurBackend(Backend):
             self._close_async_client(aclient, loop)
 
     async def aclose(self) -> None:
+        if self._parent is not None:
+            return
         loop = asyncio.get_running_loop()
         with self._client_lock:
             self._closed = True

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable
 
 from .._config import Section
 from .._errors import SecretNotFound
@@ -17,6 +19,7 @@ class EnvBackend(Backend):
     """Reads ``os.environ[var]``. Read-only: rotate by restarting with the new value, or use another store."""
 
     name = "env"
+    tenant_options = ("var",)
 
     def __init__(self, var: str) -> None:
         self.var = var
@@ -38,3 +41,22 @@ class EnvBackend(Backend):
 
     async def aget_token(self) -> Token:
         return self.get_token()
+
+    # -- many tenants: one variable per tenant ---------------------------------------------------------------
+    def tenant_key_problem(self, tenant: str) -> str | None:
+        if not _VAR_PART.fullmatch(tenant):
+            return "an environment variable name holds only letters, digits and '_'"
+        return None
+
+    def named(self, option: str, name: str) -> EnvBackend:
+        return EnvBackend(name)
+
+    def list_names(self, option: str, prefix: str, suffix: str = "") -> Iterable[str]:
+        """The environment's variable names that start with ``prefix`` and end with ``suffix``."""
+        return [name for name in list(os.environ) if name.startswith(prefix) and name.endswith(suffix)]
+
+    async def alist_names(self, option: str, prefix: str, suffix: str = "") -> list[str]:
+        return list(self.list_names(option, prefix, suffix))
+
+
+_VAR_PART = re.compile(r"[A-Za-z0-9_]+")

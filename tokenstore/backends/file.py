@@ -15,6 +15,7 @@ import os
 import stat
 import tempfile
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from .._config import Section
@@ -32,6 +33,7 @@ class FileBackend(Backend):
     """Reads the token from ``path`` (optionally a ``key`` of a JSON object in it). Writes atomically."""
 
     name = "file"
+    tenant_options = ("path",)
 
     def __init__(self, path: str | os.PathLike[str], *, key: str | None = None, warn_permissions: bool = True) -> None:
         self.path = Path(path)
@@ -55,6 +57,20 @@ class FileBackend(Backend):
     @property
     def supports_write(self) -> bool:
         return True
+
+    # -- many tenants: one file per tenant -------------------------------------------------------------------
+    def named(self, option: str, name: str) -> FileBackend:
+        return FileBackend(name, key=self.key, warn_permissions=self.warn_permissions)
+
+    def list_names(self, option: str, prefix: str, suffix: str = "") -> Iterable[str]:
+        """The files matching the template (a folder glob: ``prefix*suffix``)."""
+        import glob
+
+        pattern = glob.escape(prefix) + "*" + glob.escape(suffix)
+        return [name for name in glob.glob(pattern) if os.path.isfile(name)]
+
+    async def alist_names(self, option: str, prefix: str, suffix: str = "") -> list[str]:
+        return list(self.list_names(option, prefix, suffix))
 
     def _stat(self) -> os.stat_result:
         try:

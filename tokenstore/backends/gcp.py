@@ -321,6 +321,8 @@ class GcpBackend(Backend):
         return client_cls(credentials=credentials, transport=make_transport, client_options=options)
 
     def _sync_client(self) -> Any:
+        if self._parent is not None:
+            return self._parent._sync_client()  # type: ignore[attr-defined]
         client = self._client
         if client is None:
             with self._lock:
@@ -339,6 +341,8 @@ class GcpBackend(Backend):
             self._get_credentials()
 
     async def _async_client(self) -> Any:
+        if self._parent is not None:
+            return await self._parent._async_client()  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
         if self._aclient is not None and self._aclient_loop is loop:
             return self._aclient
@@ -444,10 +448,19 @@ class GcpBackend(Backend):
             except Exception as exc:
                 current = self._current_or_raise(exc)
             data = self._merge(current, value)
+        request = {"parent": self.secret_path, "payload": self._payload(data)}
         try:
-            created = client.add_secret_version(
-                request={"parent": self.secret_path, "payload": self._payload(data)}, retry=None, timeout=self.timeout
-            )
+            try:
+                created = client.add_secret_version(request=request, retry=None, timeout=self.timeout)
+            except Exception as exc:
+                if not self._create_missing(exc):
+                    raise
+                try:
+                    client.create_secret(request=self._create_request(), retry=None, timeout=self.timeout)
+                except Exception as again:
+                    if not self._already_exists(again):
+                        raise
+                created = client.add_secret_version(request=request, retry=None, timeout=self.timeout)
         except Exception as exc:
             raise self._translate(exc, "write") from exc
         return self._written(created)
@@ -467,13 +480,44 @@ class GcpBackend(Backend):
             except Exception as exc:
                 current = self._current_or_raise(exc)
             data = self._merge(current, value)
+        request = {"parent": self.secret_path, "payload": self._payload(data)}
         try:
-            created = await client.add_secret_version(
-                request={"parent": self.secret_path, "payload": self._payload(data)}, retry=None, timeout=self.timeout
-            )
+            try:
+                created = await client.add_secret_version(request=request, retry=None, timeout=self.timeout)
+            except Exception as exc:
+                if not self._create_missing(exc):
+                    raise
+                try:
+                    await client.create_secret(request=self._create_request(), retry=None, timeout=self.timeout)
+                except Exception as again:
+                    if not self._already_exists(again):
+                        raise
+                created = await client.add_secret_version(request=request, retry=None, timeout=self.timeout)
         except Exception as exc:
             raise self._translate(exc, "write") from exc
         return self._written(created)
+
+    def _create_missing(self, exc: Exception) -> bool:
+        """A tenant's secret that does not exist yet is created by its first put_token (onboarding)."""
+        self._load_modules()
+        ex = self._exceptions
+        assert ex is not None
+        if self._parent is None or not isinstance(exc, ex.NotFound):
+            return False
+        logger.info("creating %s for a new tenant (CreateSecret, automatic replication)", self.secret_path)
+        return True
+
+    def _already_exists(self, exc: Exception) -> bool:
+        ex = self._exceptions
+        assert ex is not None
+        return isinstance(exc, ex.AlreadyExists)  # another replica onboarded it at the same moment
+
+    def _create_request(self) -> dict[str, Any]:
+        return {
+            "parent": f"projects/{self.project}",
+            "secret_id": self.secret,
+            "secret": {"replication": {"automatic": {}}},
+        }
 
     def _current_or_raise(self, exc: Exception) -> str | None:
         """Reading the JSON object to update failed: a secret with no version yet starts a new object."""
@@ -509,11 +553,10 @@ class GcpBackend(Backend):
                     source=source,
                 )
             if isinstance(exc, ex.Forbidden):
-                role = (
-                    "roles/secretmanager.secretAccessor"
-                    if action == "read"
-                    else "roles/secretmanager.secretVersionAdder"
-                )
+                role = {
+                    "read": "roles/secretmanager.secretAccessor",
+                    "list secrets": "secretmanager.secrets.list on the project (roles/secretmanager.viewer)",
+                }.get(action, "roles/secretmanager.secretVersionAdder")
                 return AccessDenied(f"permission denied ({status}): the identity needs {role} on it", source=source)
             if isinstance(exc, ex.Unauthorized):
                 return AccessDenied(f"the credentials were rejected ({status})", source=source)
@@ -556,6 +599,67 @@ class GcpBackend(Backend):
             source=source,
         )
 
+    # -- many tenants: one secret per tenant, one client (sync, and one async) for all ---------------------
+    tenant_options = ("secret",)
+
+    def tenant_key_problem(self, tenant: str) -> str | None:
+        if "." in tenant:
+            return "a Secret Manager secret id holds only letters, digits, '_' and '-'"
+        return None
+
+    def named(self, option: str, name: str) -> GcpBackend:
+        secret_path = f"projects/{self.project}/secrets/{name}"
+        version_path = f"{secret_path}/versions/{self.version}"
+        return self._view(
+            secret=name,
+            secret_path=secret_path,
+            version_path=version_path,
+            source=f"gcp:{version_path}" + (f"#{self.key}" if self.key else ""),
+        )
+
+    def _list_request(self, prefix: str, page_token: str) -> dict[str, Any]:
+        request: dict[str, Any] = {"parent": f"projects/{self.project}", "page_size": 250, "page_token": page_token}
+        if prefix:
+            request["filter"] = f'name:"{prefix}"'
+        return request
+
+    @staticmethod
+    def _names(response: Any) -> list[str]:
+        return [str(secret.name).rpartition("/secrets/")[2] for secret in response.secrets]
+
+    def list_names(self, option: str, prefix: str, suffix: str = "") -> list[str]:
+        """ListSecrets in the project with a ``name:"<prefix>"`` filter (names containing it), page by page."""
+        client = self._sync_client()
+        names: list[str] = []
+        token = ""
+        try:
+            while True:
+                response = client.list_secrets(
+                    request=self._list_request(prefix, token), retry=None, timeout=self.timeout
+                )
+                names.extend(self._names(response))
+                token = response.next_page_token
+                if not token:
+                    return names
+        except Exception as exc:
+            raise self._translate(exc, "list secrets") from exc
+
+    async def alist_names(self, option: str, prefix: str, suffix: str = "") -> list[str]:
+        client = await self._async_client()
+        names: list[str] = []
+        token = ""
+        try:
+            while True:
+                response = await client.list_secrets(
+                    request=self._list_request(prefix, token), retry=None, timeout=self.timeout
+                )
+                names.extend(self._names(response))
+                token = response.next_page_token
+                if not token:
+                    return names
+        except Exception as exc:
+            raise self._translate(exc, "list secrets") from exc
+
     # -- closing ---------------------------------------------------------------------------------------------
     def _discard_async_client(self) -> None:
         """Close the async client on its own loop if that loop still runs; otherwise just drop it."""
@@ -578,6 +682,8 @@ class GcpBackend(Backend):
             coro.close()
 
     def close(self) -> None:
+        if self._parent is not None:
+            return  # a tenant's view: the clients belong to the backend it was made from
         with self._lock:
             client, self._client = self._client, None
             self._discard_async_client()
@@ -588,6 +694,8 @@ class GcpBackend(Backend):
                 logger.debug("closing the Secret Manager channel failed", exc_info=True)
 
     async def aclose(self) -> None:
+        if self._parent is not None:
+            return
         with self._lock:
             aclient, loop = self._aclient, self._aclient_loop
             if aclient is not None and loop is asyncio.get_running_loop():

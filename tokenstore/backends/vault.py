@@ -196,9 +196,7 @@ class VaultBackend(Backend):
         self.ca_bundle = ca_bundle
         self.timeout = float(timeout)
         self._clock = clock
-        where = f"{self.namespace}/" if self.namespace else ""
-        pinned = f"?version={version}" if version is not None else ""
-        self.source = f"vault:{where}{self.mount}/{self.path}#{key}{pinned}"
+        self.source = self._label(self.path)
         self._lock = threading.RLock()
         self._client: Any = None
         self._vault_token: str | None = None  # the Vault token in use: a credential, never logged or shown
@@ -265,6 +263,11 @@ class VaultBackend(Backend):
             raise section.error(None, str(exc)) from None
 
     # -- paths and labels -----------------------------------------------------------------------------------
+    def _label(self, path: str) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        pinned = f"?version={self.version}" if self.version is not None else ""
+        return f"vault:{where}{self.mount}/{path}#{self.key}{pinned}"
+
     @property
     def api_path(self) -> str:
         """The secret's API path (``secret/data/whatsapp/prod`` on KV v2), as named in messages and policies."""
@@ -320,6 +323,8 @@ class VaultBackend(Backend):
 
     def _ready(self) -> tuple[Any, str]:
         """The client, authenticated (logging in, renewing or re-logging in as due), and the token it uses."""
+        if self._parent is not None:
+            return self._parent._ready()  # type: ignore[attr-defined,no-any-return]
         with self._lock:
             if self._client is None:
                 self._client = self._build_client()
@@ -416,6 +421,8 @@ class VaultBackend(Backend):
 
     def _token_rejected(self, client: Any, used: str) -> bool:
         """Vault refused ``used`` (403). True when we hold a new token to retry with; False: a policy denial."""
+        if self._parent is not None:
+            return self._parent._token_rejected(client, used)  # type: ignore[attr-defined,no-any-return]
         errors = self._hvac.exceptions
         with self._lock:
             if self._vault_token != used:
@@ -488,7 +495,7 @@ class VaultBackend(Backend):
                 source=src,
             )
         if isinstance(exc, (errors.Forbidden, errors.Unauthorized)):
-            need = "read" if what == "reading" else "read, create and update"
+            need = {"reading": "read", "listing": "list"}.get(what, "read, create and update")
             return AccessDenied(
                 f"permission denied {what} {self._where()}: the token's policies must grant {need} on it",
                 source=src,
@@ -659,8 +666,49 @@ class VaultBackend(Backend):
             lambda c: c.secrets.kv.v1.create_or_update_secret(path=self.path, secret=data, mount_point=self.mount),
         )
 
+    # -- many tenants: one secret per tenant, one client and login for all ---------------------------------
+    tenant_options = ("path",)
+
+    def named(self, option: str, name: str) -> VaultBackend:
+        path = name.strip("/")
+        return self._view(path=path, source=self._label(path))
+
+    def list_names(self, option: str, prefix: str, suffix: str = "") -> list[str]:
+        """Vault LIST of the folder holding the template's ``{tenant}`` (KV v2: its metadata path).
+
+        A sub-folder counts as a tenant when the template goes on below ``{tenant}`` (``whatsapp/{tenant}/token``).
+        """
+        head, sep, _ = prefix.rpartition("/")
+        folder = head.strip("/")
+        errors = self._hvac.exceptions
+
+        def listing(c: Any) -> Any:
+            kv = c.secrets.kv.v2 if self.kv_version == 2 else c.secrets.kv.v1
+            try:
+                return kv.list_secrets(path=folder, mount_point=self.mount)
+            except errors.InvalidPath:
+                return None  # nothing under the folder yet
+
+        response = self._call("listing", listing)
+        keys = response.get("data", {}).get("keys") if isinstance(response, dict) else None
+        if not isinstance(keys, list):
+            return []
+        deeper = suffix.startswith("/")
+        names = []
+        for key in keys:
+            if not isinstance(key, str):
+                continue
+            if key.endswith("/"):
+                if deeper:
+                    names.append(f"{head}{sep}{key[:-1]}{suffix}")
+            elif not deeper:
+                names.append(f"{head}{sep}{key}")
+        return names
+
     # -- lifecycle ------------------------------------------------------------------------------------------
     def close(self) -> None:
+        if self._parent is not None:
+            return  # a tenant's view: the client belongs to the backend it was made from
         with self._lock:
             client, self._client = self._client, None
             self._vault_token = None
