@@ -3,6 +3,7 @@
     bash bench/run              # installs nginx + the bench extras if missing, then runs this
     python -m bench [--messages N] [--lookups N]
     python -m bench tenants     # many tenants: a hit and the memory with 10,000 cached (bench/tenants.py)
+    bash bench/run --latency 200    # throughput at Meta's latency instead (bench/latency.py; needs node)
 
 Every scenario sends the same Cloud API text message to a local nginx that answers with the Cloud API's
 success JSON (bench/nginx.py), so the client is what is measured. Client CPU per message is
@@ -243,7 +244,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lookups", type=int, default=200_000, help="token lookups per timing (default 200000)")
     parser.add_argument("--runs", type=int, default=3, help="runs per scenario; the least-CPU run counts")
     parser.add_argument("--import-runs", type=int, default=15)
+    latency = parser.add_argument_group("throughput at Meta's latency (bench/latency.py)")
+    latency.add_argument(
+        "--latency",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="run the latency benchmark instead: a stand-in answering after MS milliseconds (Meta: 100-300)",
+    )
+    latency.add_argument("--in-flight", default="200,400,1000", help="in-flight levels (default 200,400,1000)")
+    latency.add_argument("--rounds", type=int, default=6, help="rounds of 'in flight' messages per scenario")
+    latency.add_argument("--no-slow", action="store_true", help="skip raw httpx.AsyncClient and pywa_async")
+    latency.add_argument(
+        "--slow-max", type=int, default=400, help="the most in flight for the slow clients (default 400)"
+    )
+    latency.add_argument("--no-http2", action="store_true", help="skip the HTTP/2 vs HTTP/1.1 comparison")
+    latency.add_argument("--http2-in-flight", type=int, default=400)
+    latency.add_argument(
+        "--pacing", type=float, default=1000.0, help="pacing check at this rate, msg/s (0: skip; default 1000)"
+    )
     args = parser.parse_args(argv)
+    if args.latency is not None:
+        from bench import latency as latency_bench
+
+        return latency_bench.main(args)
     n = args.messages
     print(
         f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; httpx {httpx.__version__}"

@@ -33,17 +33,36 @@ send carries a ``biz_opaque_callback_data`` reference (the caller's, or a genera
 ``reference`` even with a 504), and ``GET /messages/outcome/{reference}`` tells what the status webhooks
 said about it: after a 504, ask there instead of resending blind. ``PARTNER_APP_UNINSTALLED`` reaches
 ``on_account_update`` (pass your own to ``create_app``: the tenant-disconnect hook).
+
+A Tech Provider's service also onboards customers. With a ``tenants:`` section (and ``whatsapp.app_id`` and
+``app_secret:``) in the config, ``POST /onboard`` takes ``{"code": "..."}``, the code Embedded Signup hands the
+customer's browser (it lives 30 seconds: post it from the signup callback at once), and stores the customer's
+business token in the tenant's secret (``sender.onboard``), the phone numbers in the routing map. It answers:
+
+* 200 ``{"fingerprint", "waba_ids", "tenants": [{"tenant", "waba_id", "numbers", "replaced", ...}],
+  "warnings"}``: onboarded; a token it replaced (a customer signing up again) is revoked in the background once
+  every replica's cache has the new one;
+* 400: the code is missing or malformed, expired, used already or another app's: the customer signs up again;
+* 422: the business token cannot send (no ``whatsapp_business_messaging``, no WABA shared): nothing was stored;
+* 502: Meta refused our app credentials; 503: Meta or the secret store is unavailable, nothing was stored.
+
+``POST /tenants/{tenant}/refresh`` refreshes one tenant's token when it expires within 7 days
+(``sender.refresh_stored_token``, the same code as ``tokenstore refresh``); the old token stays valid until its
+own expiry (``tokenstore refresh --all --revoke-old-after`` from cron is the fleet's way).
+
+Neither route ever answers with, or logs, the code or a token: only fingerprints.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import BackgroundTasks, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -94,17 +113,42 @@ def log_account_update(event: sender.AccountUpdateEvent) -> None:
     logger.warning("account_update %s for WABA %s", event.event, event.account_waba_id)
 
 
+def onboarding_error(error: Exception) -> JSONResponse:
+    """The HTTP answer for a failed onboarding (never the code or a token: the library scrubs its messages)."""
+    if isinstance(error, sender.SignupCodeRejected):
+        return _problem(400, error, note="ask the customer to finish Embedded Signup again")
+    if isinstance(error, (sender.OnboardingRefused, tokenstore.InvalidTenantKey)):
+        return _problem(422, error)
+    if isinstance(error, (sender.ServerError, sender.NetworkError, tokenstore.TokenStoreError)):
+        return _problem(503, error)
+    return _problem(502, error)
+
+
+def _code_from(body: Any) -> str | None:
+    """The signup code of ``{"code": "..."}``: one printable ASCII word, or None (never echoed back)."""
+    code = body.get("code") if isinstance(body, dict) else None
+    if not isinstance(code, str):
+        return None
+    code = code.strip()
+    ok = 0 < len(code) <= 4096 and code.isascii() and code.isprintable() and " " not in code
+    return code if ok else None
+
+
 def create_app(
     config: str | os.PathLike[str] | None = None,
     *,
+    revoke_wait: float | None = None,
     on_account_update: sender.EventHook | None = log_account_update,
 ) -> FastAPI:
     """The service. ``config``: the config file (default: ``$TOKENSTORE_CONFIG``, then ./tokenstore.yaml).
+    ``revoke_wait``: seconds before a token an onboarding replaced is revoked (default: the tenants' cache ttl
+    + refresh_ahead).
 
-    Nothing is read or connected here: the lifespan builds the sender (and the webhook verifier) when the
-    server starts, so a bad config fails the start-up with an error naming the file and field.
-    ``on_account_update``: called with every verified ``account_update`` event (``PARTNER_APP_UNINSTALLED``:
-    the customer removed the app).
+    Nothing is read or connected here: the lifespan builds the sender (and, with a ``tenants:`` section, the
+    tenants' providers and the Graph token client) when the server starts, so a bad config fails the start-up
+    with an error naming the file and field. With a ``webhook:`` or ``app_secret:`` section it also builds the
+    webhook verifier. ``on_account_update``: called with every verified ``account_update`` event
+    (``PARTNER_APP_UNINSTALLED``: the customer removed the app).
     """
     reconciler = sender.Reconciler()
 
@@ -114,20 +158,29 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        data = tokenstore.load_config(config)
-        async with sender.AsyncSender.from_config(config) as whatsapp:
-            app.state.sender = whatsapp
-            app.state.reconciler = reconciler
-            app.state.webhooks = None
-            logger.info("sending as phone number %s through %s", whatsapp.phone_number_id, whatsapp.provider.source)
-            if "webhook" not in data and "app_secret" not in data:
-                yield
-            else:
-                async with sender.WebhookVerifier.from_config(config) as verifier:
-                    app.state.webhooks = sender.WebhookASGI(
-                        verifier, on_event=on_status, on_account_update=on_account_update, reconciler=reconciler
-                    )
+        data, _ = sender.read_config(config)
+        app.state.tenants = app.state.graph = None
+        if data.get("tenants") is not None:
+            app.state.tenants = tokenstore.load_tenants(config)
+            app.state.graph = sender.GraphTokenClient.from_config(config, purpose="onboarding")
+        try:
+            async with sender.AsyncSender.from_config(config) as whatsapp:
+                app.state.sender = whatsapp
+                app.state.reconciler = reconciler
+                app.state.webhooks = None
+                logger.info("sending as phone number %s through %s", whatsapp.phone_number_id, whatsapp.provider.source)
+                if "webhook" not in data and "app_secret" not in data:
                     yield
+                else:
+                    async with sender.WebhookVerifier.from_config(config) as verifier:
+                        app.state.webhooks = sender.WebhookASGI(
+                            verifier, on_event=on_status, on_account_update=on_account_update, reconciler=reconciler
+                        )
+                        yield
+        finally:
+            if app.state.graph is not None:
+                app.state.graph.close()
+                app.state.tenants.close()
         logger.info("sender closed")
 
     app = FastAPI(title="WhatsApp template sender", lifespan=lifespan)
@@ -191,6 +244,45 @@ def create_app(
         answer: Response = (await webhooks.answer_request(request)).to_starlette()
         return answer
 
+    @app.post("/onboard")
+    async def onboard(request: Request, background: BackgroundTasks) -> Any:
+        tenants, graph = request.app.state.tenants, request.app.state.graph
+        if tenants is None:
+            return JSONResponse({"error": "NotConfigured", "message": "no tenants: section in the config"}, 404)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        code = _code_from(body)
+        if code is None:
+            message = 'the body must be {"code": "<the Embedded Signup code>"} (one word)'
+            return JSONResponse({"error": "BadRequest", "message": message}, status_code=400)
+        try:
+            result = await asyncio.to_thread(sender.onboard, code, graph, tenants, revoke_old=False)
+        except (sender.SendError, sender.OnboardingRefused, tokenstore.TokenStoreError) as exc:
+            logger.warning("onboarding failed: %s", type(exc).__name__)
+            return onboarding_error(exc)
+        if result.replaced_tokens:
+            background.add_task(_revoke_later, result, graph, tenants, revoke_wait)
+        logger.info("onboarded WABA %s as tenant(s) %s", result.waba_ids, [t.tenant for t in result.tenants])
+        return result.to_dict()
+
+    @app.post("/tenants/{tenant}/refresh")
+    async def refresh(tenant: str, request: Request) -> Any:
+        tenants, graph = request.app.state.tenants, request.app.state.graph
+        if tenants is None:
+            return JSONResponse({"error": "NotConfigured", "message": "no tenants: section in the config"}, 404)
+        try:
+            store = tenants.provider(tenant)
+            result = await asyncio.to_thread(sender.refresh_stored_token, store, graph, if_expiring_within=7 * 86400)
+        except sender.RefreshRefused as exc:
+            return _problem(409, exc)
+        except tokenstore.UnknownTenant as exc:
+            return _problem(404, exc)
+        except (sender.SendError, tokenstore.TokenStoreError) as exc:
+            return onboarding_error(exc)
+        return result.to_dict()
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -200,6 +292,16 @@ def create_app(
         return tokenstore.metrics_snapshot()
 
     return app
+
+
+async def _revoke_later(
+    result: sender.Onboarding, graph: sender.GraphTokenClient, tenants: tokenstore.TenantProviders, wait: float | None
+) -> None:
+    """After the answer: wait until every replica's cache holds the new token, then revoke the replaced one."""
+    policy = tenants.policy
+    await asyncio.sleep(wait if wait is not None else policy.ttl + policy.refresh_ahead)
+    revoked = await asyncio.to_thread(sender.revoke_replaced_tokens, result, graph, tenants, revoke_old_after=0)
+    logger.info("revoked %d replaced token(s) after onboarding", len(revoked))
 
 
 app = create_app()

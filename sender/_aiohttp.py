@@ -28,13 +28,126 @@ import httpx
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["AiohttpTransport", "aiohttp_available"]
+__all__ = ["AiohttpSession", "AiohttpTransport", "aiohttp_available", "translate_error"]
 
 
 def aiohttp_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("aiohttp") is not None
+
+
+def translate_error(exc: BaseException, where: str, request: httpx.Request | None = None) -> BaseException:
+    """The httpx exception for an aiohttp failure, by whether the request left; other exceptions unchanged."""
+    import aiohttp
+
+    # -- nothing left this machine ---------------------------------------------------------------------------
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(f"connect timeout to {where}", request=request)
+    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, TLS handshake, ...
+        return httpx.ConnectError(f"cannot connect to {where}: {type(exc).__name__}", request=request)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(f"invalid URL {where}", request=request)
+    # -- the request went out: the outcome is unknown --------------------------------------------------------
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return httpx.ReadTimeout(f"read timeout from {where}", request=request)
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return httpx.ReadTimeout(f"timeout from {where}", request=request)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return httpx.RemoteProtocolError(f"{where} closed the connection", request=request)
+    if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ClientResponseError)):
+        return httpx.RemoteProtocolError(f"bad response from {where}: {type(exc).__name__}", request=request)
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        return httpx.ReadError(f"connection to {where} failed: {type(exc).__name__}", request=request)
+    if isinstance(exc, asyncio.TimeoutError):
+        return httpx.ReadTimeout(f"timeout from {where}", request=request)
+    return exc
+
+
+def _ssl(verify: ssl.SSLContext | bool) -> ssl.SSLContext | bool:
+    if verify is True:
+        return ssl.create_default_context()
+    return verify
+
+
+def _import_aiohttp() -> None:
+    try:
+        import aiohttp  # noqa: F401 - fail here, at construction, when the extra is missing
+    except ImportError as exc:
+        raise ImportError(
+            "the aiohttp transport needs aiohttp: pip install 'whatsapp-tokenstore[aiohttp]' "
+            "(or set whatsapp.async_transport: httpx)"
+        ) from exc
+
+
+def _new_session(
+    limit: int, keepalive: float, ssl_: ssl.SSLContext | bool, *, decompress: bool
+) -> aiohttp.ClientSession:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, keepalive_timeout=keepalive, ssl=ssl_)
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=decompress,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+    )
+
+
+class AiohttpSession:
+    """The sender's direct path on aiohttp: one ``ClientSession`` per event loop, no httpx objects per request.
+
+    :meth:`post` sends prepared bytes with prepared headers and returns a :class:`~sender._pool.Reply` read
+    whole; failures are raised as the httpx exceptions :func:`translate_error` picks (so the sender maps
+    them exactly as on httpx: nothing sent versus the outcome unknown).
+    """
+
+    def __init__(
+        self, *, verify: ssl.SSLContext | bool = True, max_connections: int = 100, keepalive_expiry: float = 5.0
+    ) -> None:
+        _import_aiohttp()
+        self._ssl = _ssl(verify)
+        self._limit = max_connections
+        self._keepalive = keepalive_expiry
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if session is None or self._loop is not loop or session.closed:
+            session = self._session = _new_session(self._limit, self._keepalive, self._ssl, decompress=True)
+            self._loop = loop
+        return session
+
+    @staticmethod
+    def timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
+        """aiohttp's timeouts for httpx's: connect and read per socket; no total (a slot never waits here)."""
+        import aiohttp
+
+        return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=timeout.connect, sock_read=timeout.read)
+
+    async def post(
+        self, url: str, data: bytes, headers: dict[str, str], timeout: aiohttp.ClientTimeout, where: str
+    ) -> tuple[int, Any, bytes]:
+        """``(status, headers, body)`` of one POST."""
+        session = self._session
+        if session is None or session.closed or self._loop is not asyncio.get_running_loop():
+            session = self.session()
+        try:
+            async with session.post(url, data=data, headers=headers, allow_redirects=False, timeout=timeout) as resp:
+                return resp.status, resp.headers, await resp.read()
+        except Exception as exc:
+            mapped = translate_error(exc, where)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -47,38 +160,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         max_connections: int = 100,
         keepalive_expiry: float = 5.0,
     ) -> None:
-        try:
-            import aiohttp  # noqa: F401 - fail here, at construction, when the extra is missing
-        except ImportError as exc:
-            raise ImportError(
-                "the aiohttp transport needs aiohttp: pip install 'whatsapp-tokenstore[aiohttp]' "
-                "(or set whatsapp.async_transport: httpx)"
-            ) from exc
-
-        if verify is True:
-            self._ssl: ssl.SSLContext | bool = ssl.create_default_context()
-        elif verify is False:
-            self._ssl = False
-        else:
-            self._ssl = verify
+        _import_aiohttp()
+        self._ssl = _ssl(verify)
         self._limit = max_connections
         self._keepalive = keepalive_expiry
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
-        import aiohttp
-
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
-            connector = aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=self._keepalive, ssl=self._ssl)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                auto_decompress=False,  # httpx decodes by Content-Encoding
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-            )
+            # httpx decodes by Content-Encoding: aiohttp must not
+            self._session = _new_session(self._limit, self._keepalive, self._ssl, decompress=False)
             self._loop = loop
         return self._session
 
@@ -92,8 +185,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        import aiohttp
-
         session = self._get_session()
         body = await request.aread()
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
@@ -112,28 +203,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 raw_headers = list(resp.raw_headers)
                 status = resp.status
                 reason = (resp.reason or "").encode("latin-1", "replace")
-        # -- nothing left this machine -------------------------------------------------------------------
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise httpx.ConnectTimeout(f"connect timeout to {where}", request=request) from exc
-        except aiohttp.ClientConnectorError as exc:  # refused, DNS, TLS handshake, ...
-            raise httpx.ConnectError(f"cannot connect to {where}: {type(exc).__name__}", request=request) from exc
-        except aiohttp.InvalidURL as exc:
-            raise httpx.UnsupportedProtocol(f"invalid URL {where}", request=request) from exc
-        # -- the request went out: the outcome is unknown --------------------------------------------------
-        except aiohttp.SocketTimeoutError as exc:
-            raise httpx.ReadTimeout(f"read timeout from {where}", request=request) from exc
-        except aiohttp.ServerTimeoutError as exc:
-            raise httpx.ReadTimeout(f"timeout from {where}", request=request) from exc
-        except aiohttp.ServerDisconnectedError as exc:
-            raise httpx.RemoteProtocolError(f"{where} closed the connection", request=request) from exc
-        except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
-            raise httpx.RemoteProtocolError(
-                f"bad response from {where}: {type(exc).__name__}", request=request
-            ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise httpx.ReadError(f"connection to {where} failed: {type(exc).__name__}", request=request) from exc
-        except asyncio.TimeoutError as exc:
-            raise httpx.ReadTimeout(f"timeout from {where}", request=request) from exc
+        except Exception as exc:
+            mapped = translate_error(exc, where, request)
+            if mapped is exc:
+                raise
+            raise mapped from exc
         return httpx.Response(
             status_code=status,
             headers=raw_headers,

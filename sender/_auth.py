@@ -20,7 +20,7 @@ The flow is public API: put it under any ``httpx.Client`` or ``httpx.AsyncClient
 library's client included - and that client gets the same behaviour as :class:`~sender.Sender`::
 
     auth = sender.TokenAuth(tokenstore.load_provider("config.yaml"))
-    with httpx.Client(auth=auth, base_url="https://graph.facebook.com/v26.0") as client:
+    with httpx.Client(auth=auth, base_url="https://graph.facebook.com/v27.0") as client:
         client.post(f"/{phone_number_id}/messages", json=message)
 
 What it counts (Graph's rejections, resends, failures) goes to the provider's
@@ -37,8 +37,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from typing import Any, TypeVar
 
 import httpx
 
@@ -54,6 +54,11 @@ logger = logging.getLogger("sender")
 #: the request extension under which the flow records the Token it sent (a Token never shows its value)
 TOKEN_EXTENSION = "sender.token"
 
+#: what the flow reads from an answer: an httpx.Response, or the sender's Reply (status_code, content)
+_Answer = Any
+
+_R = TypeVar("_R")
+
 #: Graph codes that mean "this access token is not (or no longer) valid"
 TOKEN_REJECTED_CODES = frozenset({0, 190})
 
@@ -64,7 +69,7 @@ def appsecret_proof(token: str, app_secret: str, timestamp: int | None = None) -
     return hmac.new(app_secret.encode("utf-8"), message.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def _graph_error(response: httpx.Response) -> dict[str, Any] | None:
+def _graph_error(response: _Answer) -> dict[str, Any] | None:
     try:
         body = json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
@@ -114,31 +119,45 @@ class TokenAuth(httpx.Auth):
         self.resends = 0
         self.failures = 0
         self._count_lock = threading.Lock()
+        self._checked: Token | None = None  # the last token found fit for a header
         #: the provider's counters, shared with every other flow over it (see :mod:`tokenstore` metrics)
         self.stats: AuthStats = auth_stats(provider)
         if app_secret is not None:
             track_provider(app_secret)
 
     # -- logic without I/O ---------------------------------------------------------------------------------
-    def _authorize(self, request: httpx.Request, token: Token, secret: Token | None) -> None:
+    def bearer(self, token: Token) -> str:
+        """The ``Authorization`` header value for ``token``; AuthenticationError when a header cannot carry it."""
         value = token.reveal()
-        if not (value.isascii() and value.isprintable()) or " " in value:
-            # never let an HTTP library quote the value back in its own error message
-            raise AuthenticationError(
-                f"the access token {token.fingerprint} from {token.source} holds characters an HTTP header "
-                "cannot carry (spaces, control or non-ASCII characters): fix the value in the store"
-            )
-        request.headers["Authorization"] = f"Bearer {value}"
+        if token is not self._checked:
+            if not (value.isascii() and value.isprintable()) or " " in value:
+                # never let an HTTP library quote the value back in its own error message
+                raise AuthenticationError(
+                    f"the access token {token.fingerprint} from {token.source} holds characters an HTTP header "
+                    "cannot carry (spaces, control or non-ASCII characters): fix the value in the store"
+                )
+            self._checked = token  # the same Token object again (a cache hit) needs no second look
+        return f"Bearer {value}"
+
+    def proof_params(self, token: Token, secret: Token) -> dict[str, str]:
+        """The ``appsecret_proof`` (and, timed, ``appsecret_time``) query parameters for ``token``."""
+        stamp = int(self._clock()) if self.timed else None
+        params = {"appsecret_proof": appsecret_proof(token.reveal(), secret.reveal(), stamp)}
+        if stamp is not None:
+            params["appsecret_time"] = str(stamp)
+        return params
+
+    def _authorize(self, request: httpx.Request, token: Token, secret: Token | None) -> None:
+        request.headers["Authorization"] = self.bearer(token)
         request.extensions = {**request.extensions, TOKEN_EXTENSION: token}
         if secret is not None:
-            stamp = int(self._clock()) if self.timed else None
-            url = request.url.copy_set_param("appsecret_proof", appsecret_proof(value, secret.reveal(), stamp))
-            if stamp is not None:
-                url = url.copy_set_param("appsecret_time", str(stamp))
+            url = request.url
+            for name, value in self.proof_params(token, secret).items():
+                url = url.copy_set_param(name, value)
             request.url = url
 
     @staticmethod
-    def _rejected(response: httpx.Response) -> bool:
+    def _rejected(response: _Answer) -> bool:
         """Whether Graph rejected the access token (the body must have been read)."""
         if response.status_code == 401:
             return True
@@ -147,7 +166,7 @@ class TokenAuth(httpx.Auth):
             return error is not None and error.get("code") in TOKEN_REJECTED_CODES
         return False
 
-    def _failure(self, response: httpx.Response, token: Token, *, refetched: Token | None) -> SendError:
+    def _failure(self, response: _Answer, token: Token, *, refetched: Token | None) -> SendError:
         error = _graph_error(response) or {"message": f"HTTP {response.status_code}: the access token was rejected"}
         if refetched is None:
             advice = (
@@ -178,7 +197,7 @@ class TokenAuth(httpx.Auth):
             self.failures += failure
         self.stats.count(rejections=int(rejection), resends=int(resend), auth_failures=int(failure))
 
-    def _give_up(self, response: httpx.Response, token: Token, *, refetched: Token | None) -> SendError:
+    def _give_up(self, response: _Answer, token: Token, *, refetched: Token | None) -> SendError:
         """Count and log a rejection the store had no better token for; the error to raise."""
         self._count(failure=True)
         error = self._failure(response, token, refetched=refetched)
@@ -202,7 +221,7 @@ class TokenAuth(httpx.Auth):
             )
         return error
 
-    def _changed(self, response: httpx.Response, old: Token, new: Token) -> None:
+    def _changed(self, response: _Answer, old: Token, new: Token) -> None:
         self._count(resend=True)
         logger.info(
             "access token %s rejected (HTTP %d); resending once with the refetched token %s",
@@ -257,3 +276,49 @@ class TokenAuth(httpx.Auth):
             self._count(rejection=True)
             self.provider.invalidate(fresh)
             raise self._give_up(response, token, refetched=fresh)
+
+    # -- the same flow without httpx (the senders' urllib3 and aiohttp paths) ----------------------------------
+    def run(self, send: Callable[[Token, Token | None], _R]) -> _R:
+        """Run the flow around ``send(token, app_secret)``, which puts the token on one request and returns the
+        answer (``status_code`` and ``content`` read whole): the provider is asked for this request, and on a
+        rejection the token is invalidated, refetched and - if it changed - ``send`` runs once more with it.
+        The same decisions, counters and errors as :meth:`sync_auth_flow`."""
+        provider, app_secret = self.provider, self.app_secret
+        token = provider.get_token()
+        response = send(token, app_secret.get_token() if app_secret else None)
+        status = response.status_code  # type: ignore[attr-defined]
+        if status < 400 or status >= 500 or not self._rejected(response):
+            return response
+        self._count(rejection=True)
+        provider.invalidate(token)
+        fresh = provider.get_token()
+        if fresh == token:
+            raise self._give_up(response, token, refetched=None)
+        self._changed(response, token, fresh)
+        response = send(fresh, app_secret.get_token() if app_secret else None)
+        if self._rejected(response):
+            self._count(rejection=True)
+            provider.invalidate(fresh)
+            raise self._give_up(response, token, refetched=fresh)
+        return response
+
+    async def arun(self, send: Callable[[Token, Token | None], Awaitable[_R]]) -> _R:
+        """The asyncio twin of :meth:`run` (the same decisions as :meth:`async_auth_flow`)."""
+        provider, app_secret = self.provider, self.app_secret
+        token = await provider.aget_token()
+        response = await send(token, await app_secret.aget_token() if app_secret else None)
+        status = response.status_code  # type: ignore[attr-defined]
+        if status < 400 or status >= 500 or not self._rejected(response):
+            return response
+        self._count(rejection=True)
+        provider.invalidate(token)
+        fresh = await provider.aget_token()
+        if fresh == token:
+            raise self._give_up(response, token, refetched=None)
+        self._changed(response, token, fresh)
+        response = await send(fresh, await app_secret.aget_token() if app_secret else None)
+        if self._rejected(response):
+            self._count(rejection=True)
+            provider.invalidate(fresh)
+            raise self._give_up(response, token, refetched=fresh)
+        return response

@@ -14,12 +14,15 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from functools import partial
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from tokenstore import TokenProvider, provider_from_config
+from tokenstore import Token, TokenProvider, provider_from_config
 
 from ._auth import TokenAuth
 from ._config import (
@@ -33,8 +36,8 @@ from ._config import (
     read_config,
     settings_from_config,
 )
-from ._exceptions import OutcomeUnknown, RateLimited, SendError
-from ._http import default_headers, error_for_response, json_body, network_error, sent_token, ssl_context
+from ._exceptions import OutcomeUnknown, QueueTimeout, RateLimited, SendError
+from ._http import Answer, default_headers, error_for_response, json_body, network_error, sent_token
 from ._messages import (
     contacts_message,
     interactive_message,
@@ -48,30 +51,38 @@ from ._messages import (
 )
 from ._models import SendResult
 from ._pacing import Pacer, PacingPolicy
+from ._pool import (
+    DEFAULT_QUEUE_TIMEOUT,
+    AsyncConnectionPool,
+    ConnectionPool,
+    Reply,
+    encode_json,
+    queue_timeout_error,
+)
 from ._redact import install_log_redaction
 from ._retry import RetryPolicy
 
 __all__ = ["AsyncSender", "Sender"]
 
 logger = logging.getLogger("sender")
+#: the direct paths' request lines, as httpx logs its own at INFO (redacted like httpx's)
+http_logger = logging.getLogger("sender.http")
+
+
+def _log_request(url: str, status: int) -> None:
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    http_logger.info('HTTP Request: POST %s "HTTP/1.1 %d %s"', url, status, reason)
+
 
 _S = TypeVar("_S", bound="_BaseSender")
 _ID = re.compile(r"^\d{1,32}$")
 _Outcome = Any  # SendResult | bool | SendError
 
-
-#: keep every pooled connection alive: with httpx's default of 20 keep-alive connections out of 100, httpcore 1.0
-#: closes "surplus" idle connections one of which may already be assigned to a queued request (more than 100
-#: threads sending at once saw ReadError/WriteError: encode/httpcore#1110), and reconnects cost CPU anyway
-POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=5.0)
-
-
-def _transport_name(transport: object) -> str:
-    if transport is None:
-        return "httpx"
-    from ._aiohttp import AiohttpTransport
-
-    return "aiohttp" if isinstance(transport, AiohttpTransport) else type(transport).__name__
+#: the options a shared ``pool=`` replaces (they shape the pool, so they are set on it)
+_POOL_OPTIONS = ("max_connections", "max_in_flight", "ca_bundle", "transport")
 
 
 def _mask_recipient(to: str | None) -> str:
@@ -103,6 +114,11 @@ class _BaseSender:
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
         owns_providers: bool = False,
+        max_connections: int | None = None,
+        max_in_flight: int | None = None,
+        queue_timeout: float | None = DEFAULT_QUEUE_TIMEOUT,
+        pool: ConnectionPool | AsyncConnectionPool | None = None,
+        auth: TokenAuth | None = None,
     ) -> None:
         if not isinstance(provider, TokenProvider):
             raise TypeError("provider must be a tokenstore.TokenProvider (e.g. tokenstore.load_provider(...))")
@@ -132,14 +148,39 @@ class _BaseSender:
         self.pacer = Pacer(pacing) if isinstance(pacing, PacingPolicy) and pacing.enabled else None
         if isinstance(pacing, Pacer):
             self.pacer = pacing
-        self.auth = TokenAuth(provider, app_secret=self.app_secret, timed=appsecret_proof == "timed")
+        if auth is not None and auth.provider is not provider:
+            raise ValueError("auth must ask the sender's own provider")
+        #: the token flow; ``auth=`` gives one of your own (a TokenAuth subclass over the same provider)
+        self.auth = (
+            auth
+            if auth is not None
+            else TokenAuth(provider, app_secret=self.app_secret, timed=appsecret_proof == "timed")
+        )
         self.messages_url = f"{self.base_url}/{api_version}/{phone_number_id}/messages"
         self._what = f"POST /{api_version}/{phone_number_id}/messages"
         if timeout is None:
             timeout = DEFAULT_TIMEOUT
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
-        self._verify = ssl_context(ca_bundle)
+        if pool is not None:
+            given = [
+                name
+                for name, value in zip(
+                    _POOL_OPTIONS, (max_connections, max_in_flight, ca_bundle, transport), strict=True
+                )
+                if value not in (None, False)
+            ]
+            if given:
+                raise ValueError(f"pool= replaces {', '.join(given)}: set them on the pool")
+        self._pool_options: dict[str, Any] = {
+            "ca_bundle": ca_bundle,
+            "queue_timeout": queue_timeout,
+            "max_in_flight": max_in_flight,
+        }
+        if max_connections is not None:
+            self._pool_options["max_connections"] = max_connections
         self._transport = transport
+        #: headers of every request beyond the pool's User-Agent and Accept (None: none)
+        self._extra_headers = dict(headers) if headers else None
         self._headers = {**default_headers(), **(headers or {})}
         self._rand = rand
         self._clock = clock
@@ -190,10 +231,16 @@ class _BaseSender:
                 "pacing": settings.pacing,
                 "timeout": settings.timeout,
                 "ca_bundle": settings.ca_bundle,
+                "max_connections": settings.max_connections,
+                "max_in_flight": settings.max_in_flight,
+                "queue_timeout": settings.queue_timeout,
                 "owns_providers": True,
             }
             if issubclass(cls, AsyncSender):
                 kwargs["async_transport"] = settings.async_transport
+            if overrides.get("pool") is not None:  # a shared pool brings its own size, TLS and transport
+                for name in (*_POOL_OPTIONS, "queue_timeout", "async_transport"):
+                    kwargs.pop(name, None)
             kwargs.update(overrides)
             return cls(provider, **kwargs)
         except BaseException:
@@ -207,7 +254,7 @@ class _BaseSender:
         if self._closed:
             raise RuntimeError(f"this {type(self).__name__} is closed")
 
-    def _interpret(self, response: httpx.Response, attempts: int, *, receipt: bool) -> _Outcome:
+    def _interpret(self, response: Answer, attempts: int, *, receipt: bool) -> _Outcome:
         """A SendResult (or True for a read receipt) for a success, else the typed error."""
         if 200 <= response.status_code < 300:
             body = json_body(response)
@@ -249,7 +296,7 @@ class _BaseSender:
         return wait
 
     def _log_sent(self, body: Mapping[str, Any], outcome: _Outcome) -> None:
-        if isinstance(outcome, SendResult):
+        if isinstance(outcome, SendResult) and logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "sent %s message to %s: %s (token %s, %d attempt%s)",
                 body.get("type", "?"),
@@ -279,8 +326,13 @@ class Sender(_BaseSender):
     ...     s.send_text("15551234567", "hi").message_id
     'wamid.…'
 
-    Thread-safe: one Sender (one connection pool) serves any number of threads.
-    ``sleep`` (seconds) is injectable for tests; ``transport`` is handed to httpx.
+    Thread-safe: one Sender (one connection pool) serves any number of threads. At most ``max_in_flight``
+    requests are on the wire at once (default: ``max_connections``, 400); more callers wait their turn, first
+    come first served, up to ``queue_timeout`` seconds (then :class:`~sender.QueueTimeout`: nothing sent).
+    ``pool``: a :class:`~sender.ConnectionPool` shared with other senders (not closed by this one).
+    ``sync_transport``: ``"auto"`` (urllib3's pool when installed and no proxy is configured, else httpx's),
+    ``"urllib3"`` or ``"httpx"``; ``transport`` (an httpx transport) puts httpx's client over it.
+    ``sleep`` (seconds) is injectable for tests.
     """
 
     def __init__(
@@ -289,26 +341,41 @@ class Sender(_BaseSender):
         *,
         phone_number_id: str,
         sleep: Callable[[float], None] = time.sleep,
+        sync_transport: str = "auto",
+        pool: ConnectionPool | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(provider, phone_number_id=phone_number_id, **options)
+        super().__init__(provider, phone_number_id=phone_number_id, pool=pool, **options)
         self._sleep = sleep
-        self._client = httpx.Client(
-            auth=self.auth,
-            timeout=self._timeout,
-            verify=self._verify,
-            transport=self._transport,
-            headers=self._headers,
-            follow_redirects=False,
-            limits=POOL_LIMITS,
-        )
+        if sync_transport not in ("auto", "urllib3", "httpx"):
+            raise ValueError("sync_transport must be 'auto', 'urllib3' or 'httpx'")
+        self._owns_pool = pool is None
+        if pool is None:
+            pool = ConnectionPool(
+                transport=self._transport if self._transport is not None else sync_transport, **self._pool_options
+            )
+        self.pool = pool
+        #: the transport in use: "urllib3", "httpx" or the name of a transport passed in
+        self.transport_name = self.pool.transport_name
+        self._client = self.pool.client
+        self._session = self.pool.session
+        if self._session is not None:
+            self._u3pool = self._session.pool_for(self.messages_url)
+            self._u3timeout = self._session.timeout(self._timeout)
+            self._target = urlsplit(self.messages_url).path
+            self._direct_headers = {
+                **self._headers,
+                "Accept-Encoding": "gzip, deflate",
+                "Content-Type": "application/json",
+            }
 
     # -- the I/O path --------------------------------------------------------------------------------------
     def _post(self, body: dict[str, Any], *, receipt: bool = False) -> _Outcome:
         self._check_open()
-        recipient = self._recipient(body)
+        recipient = self._recipient(body) if self.pacer is not None else None
         started = self._clock()
         attempt = 0
+        data: bytes | None = None
         while True:
             attempt += 1
             if self.pacer is not None:
@@ -316,16 +383,51 @@ class Sender(_BaseSender):
                 if wait > 0:
                     self._sleep(wait)
             try:
-                response = self._client.post(self.messages_url, json=body)
+                # an in-flight slot is taken per request, after the token was asked for (a cold cache or a
+                # slow store holds no slot): in _send_direct, or by the pool's httpx transport
+                if self._session is not None:
+                    if data is None:
+                        data = encode_json(body)
+                    response: Answer = self.auth.run(partial(self._send_direct, data))
+                else:
+                    assert self._client is not None
+                    response = self._client.post(
+                        self.messages_url, json=body, auth=self.auth, timeout=self._timeout, headers=self._extra_headers
+                    )
             except httpx.HTTPError as exc:
                 outcome: _Outcome = network_error(exc, what=self._what)
                 outcome.__cause__ = exc
+            except QueueTimeout as exc:  # waited for a slot: nothing was sent, never retried
+                exc.attempts = attempt
+                raise
             else:
                 outcome = self._interpret(response, attempt, receipt=receipt)
             if not isinstance(outcome, SendError):
                 self._log_sent(body, outcome)
                 return outcome
             self._sleep(self._give_up_or_wait(outcome, attempt, started))
+
+    def _send_direct(self, data: bytes, token: Token, secret: Token | None) -> Reply:
+        """One POST on urllib3's pool carrying ``token`` (the step :meth:`TokenAuth.run` repeats on a 401)."""
+        assert self._session is not None
+        headers = self._direct_headers.copy()
+        headers["Authorization"] = self.auth.bearer(token)
+        target, query = self._target, ""
+        if secret is not None:
+            query = f"?{urlencode(self.auth.proof_params(token, secret))}"
+            target = f"{target}{query}"
+        slots = self.pool.slots
+        if not slots.acquire(self.pool.queue_timeout):
+            raise queue_timeout_error(self.pool.queue_timeout, slots.limit, self._what)
+        try:
+            status, answer_headers, content = self._session.post(
+                self._u3pool, target, data, headers, self._u3timeout, self.messages_url
+            )
+        finally:
+            slots.release()
+        if http_logger.isEnabledFor(logging.INFO):
+            _log_request(self.messages_url + query, status)
+        return Reply(status, answer_headers, content, token)
 
     # -- the public API ------------------------------------------------------------------------------------
     def send(self, message: Mapping[str, Any]) -> SendResult:
@@ -437,7 +539,8 @@ class Sender(_BaseSender):
         if self._closed:
             return
         self._closed = True
-        self._client.close()
+        if self._owns_pool:
+            self.pool.close()
         if self._owns_providers:
             self.provider.close()
             if self.app_secret is not None:
@@ -454,7 +557,14 @@ class Sender(_BaseSender):
 
 
 class AsyncSender(_BaseSender):
-    """The asyncio twin of :class:`Sender`: the same methods, awaitable; ``async with`` closes it."""
+    """The asyncio twin of :class:`Sender`: the same methods, awaitable; ``async with`` closes it.
+
+    On aiohttp (the default when it is installed) requests go straight to aiohttp's pool: no httpx Request or
+    Response per message, the same :class:`~sender.TokenAuth` decisions (:meth:`TokenAuth.arun`). With
+    ``async_transport="httpx"`` or a ``transport`` (an ``httpx.AsyncBaseTransport``) they go through
+    ``httpx.AsyncClient`` with ``TokenAuth`` as its auth flow. ``pool``: an
+    :class:`~sender.AsyncConnectionPool` shared with other senders on the same event loop.
+    """
 
     def __init__(
         self,
@@ -463,9 +573,10 @@ class AsyncSender(_BaseSender):
         phone_number_id: str,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         async_transport: str = "auto",
+        pool: AsyncConnectionPool | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(provider, phone_number_id=phone_number_id, **options)
+        super().__init__(provider, phone_number_id=phone_number_id, pool=pool, **options)
         if sleep is None:
             import asyncio
 
@@ -473,35 +584,33 @@ class AsyncSender(_BaseSender):
         self._sleep = sleep
         if async_transport not in ("auto", "aiohttp", "httpx"):
             raise ValueError("async_transport must be 'auto', 'aiohttp' or 'httpx'")
-        if self._transport is None and async_transport != "httpx":
+        self._owns_pool = pool is None
+        if pool is None:
             # httpcore's async pool costs 2-5x the CPU per message of aiohttp's at any concurrency (see
-            # sender/_aiohttp.py and bench/); use aiohttp's pool whenever it is installed
-            from ._aiohttp import AiohttpTransport, aiohttp_available
-
-            if async_transport == "aiohttp" or aiohttp_available():
-                self._transport = AiohttpTransport(
-                    verify=self._verify,
-                    max_connections=POOL_LIMITS.max_connections or 100,
-                    keepalive_expiry=POOL_LIMITS.keepalive_expiry or 5.0,
-                )
+            # sender/_aiohttp.py and bench/): aiohttp's pool whenever it is installed
+            pool = AsyncConnectionPool(
+                transport=self._transport if self._transport is not None else async_transport, **self._pool_options
+            )
+        self.pool = pool
         #: the transport in use: "aiohttp", "httpx" or the name of a transport passed in
-        self.transport_name = _transport_name(self._transport)
-        self._client = httpx.AsyncClient(
-            auth=self.auth,
-            timeout=self._timeout,
-            verify=self._verify,
-            transport=self._transport,
-            headers=self._headers,
-            follow_redirects=False,
-            limits=POOL_LIMITS,
-        )
+        self.transport_name = pool.transport_name
+        self._session = pool.session
+        self._client = pool.client
+        if self._session is not None:
+            self._aio_timeout = self._session.timeout(self._timeout)
+            self._direct_headers = {
+                **self._headers,
+                "Accept-Encoding": "gzip, deflate",
+                "Content-Type": "application/json",
+            }
 
     # -- the I/O path --------------------------------------------------------------------------------------
     async def _post(self, body: dict[str, Any], *, receipt: bool = False) -> _Outcome:
         self._check_open()
-        recipient = self._recipient(body)
+        recipient = self._recipient(body) if self.pacer is not None else None
         started = self._clock()
         attempt = 0
+        data: bytes | None = None
         while True:
             attempt += 1
             if self.pacer is not None:
@@ -509,16 +618,50 @@ class AsyncSender(_BaseSender):
                 if wait > 0:
                     await self._sleep(wait)
             try:
-                response = await self._client.post(self.messages_url, json=body)
+                # an in-flight slot is taken per request, after the token was asked for (a cold cache or a
+                # slow store holds no slot): in _send_direct, or by the pool's httpx transport
+                if self._session is not None:
+                    if data is None:
+                        data = encode_json(body)
+                    response: Answer = await self.auth.arun(partial(self._send_direct, data))
+                else:
+                    assert self._client is not None
+                    response = await self._client.post(
+                        self.messages_url, json=body, auth=self.auth, timeout=self._timeout, headers=self._extra_headers
+                    )
             except httpx.HTTPError as exc:
                 outcome: _Outcome = network_error(exc, what=self._what)
                 outcome.__cause__ = exc
+            except QueueTimeout as exc:  # waited for a slot: nothing was sent, never retried
+                exc.attempts = attempt
+                raise
             else:
                 outcome = self._interpret(response, attempt, receipt=receipt)
             if not isinstance(outcome, SendError):
                 self._log_sent(body, outcome)
                 return outcome
             await self._sleep(self._give_up_or_wait(outcome, attempt, started))
+
+    async def _send_direct(self, data: bytes, token: Token, secret: Token | None) -> Reply:
+        """One POST on aiohttp's pool carrying ``token`` (the step :meth:`TokenAuth.arun` repeats on a 401)."""
+        assert self._session is not None
+        headers = self._direct_headers.copy()
+        headers["Authorization"] = self.auth.bearer(token)
+        url = self.messages_url
+        if secret is not None:
+            url = f"{url}?{urlencode(self.auth.proof_params(token, secret))}"
+        slots = self.pool.slots
+        if not slots.try_acquire() and not await slots.acquire(self.pool.queue_timeout):
+            raise queue_timeout_error(self.pool.queue_timeout, slots.limit, self._what)
+        try:
+            status, answer_headers, content = await self._session.post(
+                url, data, headers, self._aio_timeout, self.messages_url
+            )
+        finally:
+            slots.release()
+        if http_logger.isEnabledFor(logging.INFO):
+            _log_request(url, status)
+        return Reply(status, answer_headers, content, token)
 
     # -- the public API ------------------------------------------------------------------------------------
     async def send(self, message: Mapping[str, Any]) -> SendResult:
@@ -630,7 +773,8 @@ class AsyncSender(_BaseSender):
         if self._closed:
             return
         self._closed = True
-        await self._client.aclose()
+        if self._owns_pool:
+            await self.pool.aclose()
         if self._owns_providers:
             await self.provider.aclose()
             if self.app_secret is not None:

@@ -4,7 +4,7 @@
 
     whatsapp:
       phone_number_id: "123456789012345"
-      api_version: v26.0                 # pinned; never discovered at run time
+      api_version: v27.0                 # pinned; never discovered at run time
       base_url: https://graph.facebook.com
       app_id: "1234567890"               # check / rotate: debug_token uses the app token
       timeout: {connect: 5, read: 20, write: 20, pool: 5}    # or one number for all
@@ -12,10 +12,15 @@
       appsecret_proof: false             # true | timed: needs the app_secret: section
       retry: {max_attempts: 3, backoff_initial: 0.5, backoff_max: 8, ...}     # or false
       pacing: {messages_per_second: 80, per_recipient_interval: 6, max_wait: 30}  # off when absent
+      max_connections: 400               # the pool: in flight = rate x latency (1,000/s x 0.3 s = 300)
+      max_in_flight: 400                 # requests on the wire at once (default and most: max_connections)
+      queue_timeout: 60                  # seconds a send waits for a slot, then QueueTimeout (false: no limit)
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -25,18 +30,22 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tokenstore import ConfigError, Section, load_config
-from tokenstore._config import find_config_path, is_loopback_host, shown
+from tokenstore import ConfigError, Section, load_config, resolve_config_path
+from tokenstore._config import is_loopback_host, shown
 
 from ._pacing import PacingPolicy
+from ._pool import DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_TIMEOUT
 from ._retry import DEFAULT_RETRY_CODES, RetryPolicy
 
 __all__ = [
+    "API_VERSION_END_OF_AVAILABILITY",
+    "API_VERSION_WARNING_DAYS",
     "DEFAULT_API_VERSION",
     "DEFAULT_BASE_URL",
     "DEFAULT_TIMEOUT",
     "WHATSAPP_KEYS",
     "SenderSettings",
+    "api_version_warning",
     "check_api_version",
     "check_base_url",
     "read_config",
@@ -44,8 +53,25 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://graph.facebook.com"
-DEFAULT_API_VERSION = "v26.0"
+DEFAULT_API_VERSION = "v27.0"
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=20.0, pool=5.0)
+
+#: Meta's published end-of-availability dates of the Graph API versions (the changelog's version table): a
+#: version keeps working until its date; calls to an unavailable version are answered by the oldest available
+#: one. v26.0 and v27.0 have no date yet (a version ends two years after its successor ships). Update this
+#: table when Meta publishes a new date.
+API_VERSION_END_OF_AVAILABILITY: Mapping[str, dt.date] = {
+    "v21.0": dt.date(2027, 1, 21),
+    "v22.0": dt.date(2027, 5, 20),
+    "v23.0": dt.date(2027, 10, 8),
+    "v24.0": dt.date(2028, 2, 18),
+    "v25.0": dt.date(2028, 7, 29),
+}
+#: a configured version this close to its end (or past it) gets a warning at load and from ``tokenstore check``
+API_VERSION_WARNING_DAYS = 90
+
+logger = logging.getLogger("sender")
+_warned_versions: set[str] = set()
 
 #: the options of the ``whatsapp:`` section
 WHATSAPP_KEYS = [
@@ -59,6 +85,9 @@ WHATSAPP_KEYS = [
     "retry",
     "pacing",
     "async_transport",
+    "max_connections",
+    "max_in_flight",
+    "queue_timeout",
 ]
 _RETRY_KEYS = (
     "max_attempts",
@@ -82,10 +111,42 @@ AppSecretProof = Literal["off", "on", "timed"]
 
 
 def check_api_version(value: str) -> str | None:
-    """Why ``value`` is not a Graph API version such as ``v26.0``, or None."""
+    """Why ``value`` is not a Graph API version such as ``v27.0``, or None."""
     if not isinstance(value, str) or not _VERSION.match(value):
-        return "must be a Graph API version such as v26.0"
+        return "must be a Graph API version such as v27.0"
     return None
+
+
+def _days(n: int) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
+def api_version_warning(version: str, *, today: dt.date | None = None) -> str | None:
+    """A warning when Graph API ``version`` ends within :data:`API_VERSION_WARNING_DAYS` days or has ended
+    (Meta's dates: :data:`API_VERSION_END_OF_AVAILABILITY`), else None."""
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    end = API_VERSION_END_OF_AVAILABILITY.get(version)
+    upgrade = f"set whatsapp.api_version to {DEFAULT_API_VERSION}, the newest, after testing your calls with it"
+    if end is None:
+        oldest = min(API_VERSION_END_OF_AVAILABILITY, key=lambda v: _version_key(v))
+        if check_api_version(version) is None and _version_key(version) < _version_key(oldest):
+            return f"Graph API {version} is past its end of availability (older than {oldest}): {upgrade}"
+        return None
+    left = (end - today).days
+    if left < 0:
+        return (
+            f"Graph API {version} reached its end of availability on {end.isoformat()}: Meta answers its calls "
+            f"with the oldest available version; {upgrade}"
+        )
+    if left <= API_VERSION_WARNING_DAYS:
+        when = "today" if left == 0 else f"in {_days(left)}"
+        return f"Graph API {version} stops working on {end.isoformat()} ({when}): {upgrade}"
+    return None
+
+
+def _version_key(version: str) -> tuple[int, int]:
+    major, _, minor = version.lstrip("v").partition(".")
+    return int(major), int(minor or 0)
 
 
 def check_base_url(value: str) -> str | None:
@@ -122,6 +183,12 @@ class SenderSettings:
     pacing: PacingPolicy | None = None
     #: AsyncSender's transport: "auto" (aiohttp's pool when installed), "aiohttp" or "httpx"
     async_transport: str = "auto"
+    #: connections in the pool (None: the default, 400)
+    max_connections: int | None = None
+    #: requests in flight at once (None: max_connections)
+    max_in_flight: int | None = None
+    #: seconds a send waits for an in-flight slot before QueueTimeout (None: no limit)
+    queue_timeout: float | None = DEFAULT_QUEUE_TIMEOUT
     source: str | None = None
 
 
@@ -132,8 +199,8 @@ def read_config(
     ``./tokenstore.yaml``) is loaded and interpolated; a mapping is used as it is."""
     if isinstance(config, Mapping):
         return dict(config), None
-    path = find_config_path(config)
-    return load_config(path), str(path)
+    path, label = resolve_config_path(config)
+    return load_config(path, source=label), label
 
 
 def _timeout(section: Section) -> httpx.Timeout:
@@ -242,14 +309,22 @@ def _id(section: Section, key: str, *, required: bool) -> str | None:
 
 
 def settings_from_config(
-    config: Mapping[str, Any], *, source: str | None = None, require_phone_number_id: bool = True
+    config: Mapping[str, Any],
+    *,
+    source: str | None = None,
+    require_phone_number_id: bool = True,
+    warn_api_version: bool = True,
 ) -> SenderSettings:
-    """Validate the ``whatsapp:`` section of a whole config mapping."""
+    """Validate the ``whatsapp:`` section of a whole config mapping.
+
+    A pinned ``api_version`` within 90 days of its end of availability, or past it, logs one warning on the
+    ``sender`` logger per version and process (:func:`api_version_warning`; ``warn_api_version=False`` for
+    a caller that reports it itself, as ``tokenstore check`` does)."""
     raw = config.get("whatsapp")
     if raw is None:
         if require_phone_number_id:
             raise ConfigError(
-                "required section is missing: whatsapp: {phone_number_id: ..., api_version: v26.0}",
+                "required section is missing: whatsapp: {phone_number_id: ..., api_version: v27.0}",
                 source=source,
                 field="whatsapp",
             )
@@ -260,11 +335,27 @@ def settings_from_config(
     problem = check_api_version(api_version)
     if problem:
         section.fail("api_version", f"{problem}, got {shown(api_version)}")
+    if warn_api_version and api_version not in _warned_versions:
+        notice = api_version_warning(api_version)
+        if notice:
+            _warned_versions.add(api_version)
+            logger.warning("%s%s", f"{source}: " if source else "", notice)
     base_url = section.get_str("base_url", DEFAULT_BASE_URL)
     problem = check_base_url(base_url)
     if problem:
         section.fail("base_url", problem)
-    ca_bundle = section.get_str("ca_bundle", None)
+    max_connections = section.get_int("max_connections", None, min=1, max=100_000)
+    max_in_flight = section.get_int("max_in_flight", None, min=1, max=100_000)
+    if max_in_flight is not None and max_in_flight > (max_connections or DEFAULT_MAX_CONNECTIONS):
+        section.fail(
+            "max_in_flight",
+            f"must not exceed max_connections ({max_connections or DEFAULT_MAX_CONNECTIONS}): a request with a "
+            "slot must never wait for a connection; raise max_connections too",
+        )
+    queue_timeout: float | None = None  # false: wait for a slot as long as it takes
+    if section.raw("queue_timeout") is not False:
+        queue_timeout = section.get_float("queue_timeout", DEFAULT_QUEUE_TIMEOUT, min=0)
+    ca_bundle = section.get_path("ca_bundle", None)
     if ca_bundle is not None and not os.path.isfile(ca_bundle):
         section.fail("ca_bundle", f"no such file: {ca_bundle}")
     return SenderSettings(
@@ -278,5 +369,8 @@ def settings_from_config(
         retry=_retry(section),
         pacing=_pacing(section),
         async_transport=section.get_str("async_transport", "auto", choices=("auto", "aiohttp", "httpx")),
+        max_connections=max_connections,
+        max_in_flight=max_in_flight,
+        queue_timeout=queue_timeout,
         source=source,
     )

@@ -7,7 +7,9 @@ token (known secrets and token-shaped words are scrubbed from whatever Graph sen
 
     SendError
     ├── AuthenticationError   0, 190 (expired 463, invalid 467, password changed 460, app removed 458):
-    │                         the store's token was rejected, and refetching it did not help
+    │   │                     the store's token was rejected, and refetching it did not help
+    │   └── TenantDisconnected  the same for one tenant of a TenantSender (``tenant``): ask that customer
+    │                         to reconnect
     ├── PermissionDenied      3, 10, 200-299, 131005: the token lacks a permission or asset access
     ├── RateLimited           4, 80007, 130429, 131056 (pair rate limit); ``retry_after`` carries a hint
     ├── InvalidRequest        100, 33, 131008, 131009, 131051, 131052, 131053, 2500: fix the request
@@ -15,6 +17,8 @@ token (known secrets and token-shaped words are scrubbed from whatever Graph sen
     ├── TemplateError         132000-132999
     ├── PolicyBlocked         368, 131048 (spam rate limit), 131031, 131049, 130497
     ├── ServerError           1, 2, 131000, 131016, 131057, 133004, and HTTP 5xx without a Graph error
+    ├── QueueTimeout          waited longer than ``queue_timeout`` for one of the ``max_in_flight`` slots:
+    │                         nothing was sent (our own backpressure, not a network failure; not retried)
     └── NetworkError          no Graph answer at all
         ├── ConnectFailed     never reached the API (connect error or timeout, pool timeout): not delivered
         └── OutcomeUnknown    the request went out but no usable answer came back (read timeout, connection
@@ -38,11 +42,13 @@ __all__ = [
     "OutcomeUnknown",
     "PermissionDenied",
     "PolicyBlocked",
+    "QueueTimeout",
     "RateLimited",
     "RecipientError",
     "SendError",
     "ServerError",
     "TemplateError",
+    "TenantDisconnected",
     "error_class_for",
     "error_from_graph",
     "error_from_status",
@@ -134,6 +140,21 @@ class AuthenticationError(SendError):
     """
 
 
+class TenantDisconnected(AuthenticationError):
+    """Graph rejected one tenant's token (190) and the store holds no newer one (or the newer one was
+    rejected too): the app's cue to ask that customer business to reconnect (Embedded Signup again) or to
+    write a new token for ``tenant`` in the store. The other tenants are not affected.
+    """
+
+    def __init__(self, message: str, *, tenant: str, **fields: Any) -> None:
+        #: the tenant key (by default the customer's WABA id) whose token is dead
+        self.tenant = tenant
+        super().__init__(message, **fields)
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]}, tenant={self.tenant!r})"
+
+
 class PermissionDenied(SendError):
     """The token is valid but lacks a permission (``whatsapp_business_messaging``) or access to the asset."""
 
@@ -160,6 +181,15 @@ class PolicyBlocked(SendError):
 
 class ServerError(SendError):
     """A transient failure on Meta's side (1, 2, 131000, 131016, 133004) or an HTTP 5xx."""
+
+
+class QueueTimeout(SendError):
+    """The send waited longer than ``queue_timeout`` for a free in-flight slot: nothing was sent.
+
+    Backpressure in the sender itself (``max_in_flight`` requests are already on the wire), not a network
+    failure: it is never retried by the sender. Safe to send again later (``retryable`` is True); a steady
+    stream of these means more is asked than ``max_in_flight / latency`` messages a second.
+    """
 
 
 class NetworkError(SendError):

@@ -18,6 +18,7 @@ from ._redact import redact_text
 from ._version import USER_AGENT
 
 __all__ = [
+    "Answer",
     "default_headers",
     "error_for_response",
     "json_body",
@@ -39,13 +40,21 @@ def ssl_context(ca_bundle: str | None) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=ca_bundle)
 
 
-def sent_token(response: httpx.Response) -> Token | None:
+#: an answer the parsers read: an ``httpx.Response``, or the aiohttp path's ``Reply`` (status_code, headers,
+#: content, token)
+Answer = Any
+
+
+def sent_token(response: Answer) -> Token | None:
     """The :class:`tokenstore.Token` the auth flow put on the request that got this response."""
-    token = response.request.extensions.get(TOKEN_EXTENSION) if response.request is not None else None
+    if isinstance(response, httpx.Response):
+        token = response.request.extensions.get(TOKEN_EXTENSION) if response.request is not None else None
+    else:
+        token = getattr(response, "token", None)
     return token if isinstance(token, Token) else None
 
 
-def json_body(response: httpx.Response) -> Any:
+def json_body(response: Answer) -> Any:
     """The parsed JSON body, or None when it is not JSON."""
     try:
         return json.loads(response.content)
@@ -53,7 +62,7 @@ def json_body(response: httpx.Response) -> Any:
         return None
 
 
-def retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: Answer) -> float | None:
     """The ``Retry-After`` header in seconds (delta-seconds or an HTTP date), None when absent or unusable."""
     value = response.headers.get("retry-after")
     if not value:
@@ -80,7 +89,7 @@ def retry_after(response: httpx.Response) -> float | None:
 
 
 def error_for_response(
-    response: httpx.Response, *, secrets: Iterable[str | None] = (), what: str = "the Graph API"
+    response: Answer, *, secrets: Iterable[str | None] = (), what: str = "the Graph API"
 ) -> SendError:
     """The typed error for a non-2xx response: from its Graph error object, else from its status."""
     token = sent_token(response)

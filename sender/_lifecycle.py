@@ -50,7 +50,7 @@ from ._config import (
     read_config,
     settings_from_config,
 )
-from ._exceptions import AuthenticationError, OutcomeUnknown, SendError
+from ._exceptions import AuthenticationError, InvalidRequest, OutcomeUnknown, SendError
 from ._http import default_headers, error_for_response, json_body, network_error, ssl_context
 from ._models import WHATSAPP_MANAGEMENT_SCOPE, WHATSAPP_MESSAGING_SCOPE, IssuedToken, TokenInfo
 from ._redact import install_log_redaction
@@ -60,13 +60,20 @@ __all__ = [
     "AppCredentialsError",
     "AsyncGraphTokenClient",
     "GraphTokenClient",
+    "SignupCodeRejected",
     "app_secret_provider_from_config",
+    "graph_client_from_config",
 ]
 
 #: the permissions :meth:`GraphTokenClient.generate` asks for unless told otherwise
 DEFAULT_GENERATE_SCOPES: tuple[str, ...] = (WHATSAPP_MESSAGING_SCOPE, WHATSAPP_MANAGEMENT_SCOPE)
 
-_Kind = Literal["inspect", "refresh", "revoke", "generate"]
+_Kind = Literal["inspect", "refresh", "revoke", "generate", "code", "numbers"]
+
+
+class SignupCodeRejected(InvalidRequest):
+    """Graph refused an Embedded Signup code: expired (codes live 30 seconds), used already, malformed, or
+    issued for another app. The customer must finish Embedded Signup again; retrying does not help."""
 
 
 class AppCredentialsError(AuthenticationError):
@@ -214,6 +221,57 @@ class _BaseTokenClient:
             subject=fingerprint_of(value),
         )
 
+    def _code_call(self, code: str, secret: str) -> _Call:
+        if not isinstance(code, str):
+            raise TypeError("code must be a str")
+        value = code.strip()
+        if not value or not (value.isascii() and value.isprintable()) or " " in value or len(value) > 4096:
+            raise ValueError("the signup code is empty, too long, or holds spaces, control or non-ASCII characters")
+        return _Call(
+            kind="code",
+            method="GET",
+            url=self._url("oauth/access_token"),
+            what=self._what("GET", "oauth/access_token"),
+            params={"client_id": self.app_id, "client_secret": secret, "code": value},
+            headers={},
+            scrub=(value, secret),
+            subject=None,
+        )
+
+    def _numbers_call(self, waba_id: str, access_token: Token | str, after: str | None) -> _Call:
+        waba = str(waba_id).strip()
+        if not waba.isdigit():
+            raise ValueError("waba_id must be the numeric id of the WhatsApp Business Account")
+        access = _value(access_token, "the access token for the phone numbers call")
+        params = {"limit": "100"}
+        if after:
+            params["after"] = after
+        return _Call(
+            kind="numbers",
+            method="GET",
+            url=self._url(f"{waba}/phone_numbers"),
+            what=self._what("GET", f"{waba}/phone_numbers"),
+            params=params,
+            headers={"Authorization": f"Bearer {access}"},
+            scrub=(access,),
+            subject=fingerprint_of(access),
+        )
+
+    def _numbers_page(self, response: httpx.Response, call: _Call) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``GET /{waba}/phone_numbers``: the number objects and the cursor of the next page."""
+        body = self._body(response, call)
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise SendError(f"{call.what} answered HTTP 200 without a data list", http_status=200)
+        numbers = [n for n in data if isinstance(n, dict) and isinstance(n.get("id"), (str, int))]
+        paging = body.get("paging") if isinstance(body.get("paging"), dict) else {}
+        assert isinstance(paging, dict)
+        cursors = paging.get("cursors") if isinstance(paging.get("cursors"), dict) else {}
+        assert isinstance(cursors, dict)
+        after = cursors.get("after")
+        more = paging.get("next") and isinstance(after, str) and after and numbers
+        return numbers, after if more else None
+
     def _revoke_call(self, token: Token | str, access_token: Token | str | None, secret: str) -> _Call:
         value = _value(token, "the token to revoke")
         access = value if access_token is None else _value(access_token, "the access token for the revoke call")
@@ -287,7 +345,10 @@ class _BaseTokenClient:
             expires_in = None
         expires_at = None if expires_in is None else dt.datetime.fromtimestamp(now + expires_in, dt.timezone.utc)
         token_type = body.get("token_type")
-        source = "graph:oauth/access_token" if call.kind == "refresh" else "graph:system_user/access_tokens"
+        source = {
+            "refresh": "graph:oauth/access_token",
+            "code": "graph:oauth/access_token#code",
+        }.get(call.kind, "graph:system_user/access_tokens")
         return IssuedToken(
             token=Token(value, source=source, fetched_at=dt.datetime.fromtimestamp(now, dt.timezone.utc)),
             token_type=token_type if isinstance(token_type, str) else None,
@@ -311,9 +372,9 @@ class _BaseTokenClient:
         creds: str | None = None
         if call.kind == "inspect" and rejected:
             creds = f"Graph rejected the app token of app {self.app_id} that debug_token authenticates with"
-        elif call.kind in ("refresh", "revoke") and code == 101:
+        elif call.kind in ("refresh", "revoke", "code") and code == 101:
             creds = f"Graph rejected the app id {self.app_id} (client_id)"
-        elif call.kind in ("refresh", "revoke") and code == 1 and "secret" in text:
+        elif call.kind in ("refresh", "revoke", "code") and code == 1 and "secret" in text:
             creds = f"Graph rejected the app secret (client_secret) of app {self.app_id}"
         elif call.kind == "generate" and code == 100 and "appsecret_proof" in text:
             creds = f"Graph rejected the appsecret_proof made with the app secret of app {self.app_id}"
@@ -332,6 +393,13 @@ class _BaseTokenClient:
             )
         if call.kind == "generate" and rejected:
             return _rebuild(error, f"Graph rejected the admin token {call.subject}: {error.message}")
+        if call.kind == "code":
+            return _rebuild(
+                error,
+                f"Graph refused the Embedded Signup code ({error.message}): codes live 30 seconds and work once; "
+                "the customer must finish Embedded Signup again for a new one",
+                SignupCodeRejected if code == 100 else None,
+            )
         return error
 
     def _check_open(self) -> None:
@@ -379,6 +447,33 @@ def app_secret_provider_from_config(
             field="app_secret",
         )
     return provider_from_config(config, section="app_secret", source=settings.source, cache=cache)
+
+
+def graph_client_from_config(
+    config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    settings: SenderSettings | None = None,
+    *,
+    purpose: str = "Graph token calls",
+    cache: bool = True,
+    **overrides: Any,
+) -> GraphTokenClient:
+    """A :class:`GraphTokenClient` for the configured app: ``whatsapp.app_id``, ``base_url``,
+    ``api_version``, ``timeout``, ``ca_bundle`` and the provider of the ``app_secret:`` section (closed with the
+    client; ``cache=False`` reads the secret on every call). ``config`` is a path (or None:
+    ``$TOKENSTORE_CONFIG``, then ``./tokenstore.yaml``) or an already loaded mapping; ``settings`` the
+    validated ``whatsapp:`` section when the caller has it (its ``source`` then names the file in errors).
+    ConfigError naming ``whatsapp.app_id`` or ``app_secret`` (and ``purpose``) when one is missing. No
+    network I/O here."""
+    data, source = read_config(config)
+    if settings is None:
+        settings = settings_from_config(data, source=source, require_phone_number_id=False)
+    secret = app_secret_provider_from_config(data, settings, purpose=purpose, cache=cache)
+    assert settings.app_id is not None
+    try:
+        return GraphTokenClient(settings.app_id, secret, **_options(settings, overrides))
+    except BaseException:
+        secret.close()
+        raise
 
 
 def _settings(
@@ -483,6 +578,27 @@ class GraphTokenClient(_BaseTokenClient):
         call = self._revoke_call(token, access_token, self._secret())
         return self._revoked(self._send(call), call)
 
+    def exchange_code(self, code: str) -> IssuedToken:
+        """Exchange an Embedded Signup ``code`` for the customer's business token (``GET /oauth/access_token``
+        with ``client_id``, ``client_secret`` and ``code``; no grant_type, no redirect_uri). Codes live 30
+        seconds and work once: :class:`SignupCodeRejected` when Graph refuses it (expired, used, another app's).
+        Nothing is stored: inspect the token (:meth:`inspect`) and store it (:func:`sender.onboard` does both)."""
+        call = self._code_call(code, self._secret())
+        return self._issued(self._send(call), call)
+
+    def phone_numbers(self, waba_id: str, *, access_token: Token | str) -> list[dict[str, Any]]:
+        """The phone numbers of a WhatsApp Business Account (``GET /{waba_id}/phone_numbers``, every page),
+        as Graph describes them (``id``, ``display_phone_number``, ``verified_name``, ...)."""
+        numbers: list[dict[str, Any]] = []
+        after: str | None = None
+        for _ in range(1000):
+            call = self._numbers_call(waba_id, access_token, after)
+            page, after = self._numbers_page(self._send(call), call)
+            numbers.extend(page)
+            if after is None:
+                break
+        return numbers
+
     def generate(
         self,
         system_user_id: str,
@@ -581,6 +697,23 @@ class AsyncGraphTokenClient(_BaseTokenClient):
         """See :meth:`GraphTokenClient.revoke`."""
         call = self._revoke_call(token, access_token, await self._secret())
         return self._revoked(await self._send(call), call)
+
+    async def exchange_code(self, code: str) -> IssuedToken:
+        """See :meth:`GraphTokenClient.exchange_code`."""
+        call = self._code_call(code, await self._secret())
+        return self._issued(await self._send(call), call)
+
+    async def phone_numbers(self, waba_id: str, *, access_token: Token | str) -> list[dict[str, Any]]:
+        """See :meth:`GraphTokenClient.phone_numbers`."""
+        numbers: list[dict[str, Any]] = []
+        after: str | None = None
+        for _ in range(1000):
+            call = self._numbers_call(waba_id, access_token, after)
+            page, after = self._numbers_page(await self._send(call), call)
+            numbers.extend(page)
+            if after is None:
+                break
+        return numbers
 
     async def generate(
         self,

@@ -299,7 +299,10 @@ def check_message(message: Any) -> list[str]:
         return out
     body = message.get(mtype)
     if mtype == "text":
-        if not isinstance(body, Mapping) or not _is_str(body.get("body"), max_len=TEXT_MAX):
+        text = body.get("body") if isinstance(body, Mapping) else None
+        if isinstance(text, str) and len(text) > TEXT_MAX:
+            out.append(f"text.body: too long ({len(text)} characters; the limit is {TEXT_MAX})")
+        elif not isinstance(body, Mapping) or not _is_str(text, max_len=TEXT_MAX):
             out.append(f"text.body: required, 1 to {TEXT_MAX} characters")
         elif "preview_url" in body and not isinstance(body["preview_url"], bool):
             out.append("text.preview_url: must be true or false")

@@ -41,6 +41,10 @@ SECRET_PARAMS: frozenset[str] = frozenset(
     }
 )
 
+#: secret in a URL's query only (as text, "code" is far more often Graph's error code than a signup code)
+URL_SECRET_PARAMS: frozenset[str] = SECRET_PARAMS | {"code"}
+_QUERY_CODE_RE = re.compile(r"(?P<key>[?&]code=)(?P<value>[^&\s\"',;)}]+)")
+
 # key=value (query strings, form bodies) and "key": "value" (JSON)
 _PARAM_RE = re.compile(
     r"(?P<key>\b(?:" + "|".join(re.escape(p) for p in sorted(SECRET_PARAMS)) + r"))"
@@ -64,9 +68,9 @@ def redact_url(url: object) -> str:
     if not parts.query:
         return text
     pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if not any(k.lower() in SECRET_PARAMS for k, _ in pairs):
+    if not any(k.lower() in URL_SECRET_PARAMS for k, _ in pairs):
         return redact_text(text)
-    query = urlencode([(k, REDACTED if k.lower() in SECRET_PARAMS else v) for k, v in pairs], safe="[]|")
+    query = urlencode([(k, REDACTED if k.lower() in URL_SECRET_PARAMS else v) for k, v in pairs], safe="[]|")
     return redact_text(urlunsplit(parts._replace(query=query)))
 
 
@@ -78,6 +82,8 @@ def redact_text(text: str, secrets: Iterable[str | None] = ()) -> str:
             text = text.replace(secret, REDACTED)
     if "=" in text or ":" in text:
         text = _PARAM_RE.sub(lambda m: f"{m.group('key')}{m.group('sep')}{REDACTED}", text)
+        if "code=" in text:
+            text = _QUERY_CODE_RE.sub(lambda m: f"{m.group('key')}{REDACTED}", text)
     if "EAA" in text:
         text = _META_TOKEN_RE.sub(REDACTED, text)
     if "|" in text:
@@ -120,8 +126,18 @@ _FILTER = RedactingFilter()
 _installed: set[str] = set()
 _install_lock = threading.Lock()
 
-#: the loggers that can see our URLs: httpx logs each request line at INFO; httpcore traces at DEBUG
-_LOGGERS = ("httpx", "httpcore.http11", "httpcore.http2", "httpcore.connection", "sender", "sender.sandbox")
+#: the loggers that can see our URLs: httpx logs each request line at INFO; httpcore traces at DEBUG; urllib3
+#: (Sender's direct path) logs each request line at DEBUG
+_LOGGERS = (
+    "httpx",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.connection",
+    "urllib3.connectionpool",
+    "sender",
+    "sender.http",
+    "sender.sandbox",
+)
 
 
 def install_log_redaction(names: Iterable[str] = _LOGGERS) -> None:

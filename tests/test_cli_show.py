@@ -52,7 +52,7 @@ def test_show_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str], mon
     missing.write_text("token:\n  backend: file\n  file: {path: /nonexistent/token}\n")
     assert main(["show", "--config", str(missing)]) == 3
     err = capsys.readouterr().err
-    assert err.strip() == "tokenstore: error: SecretNotFound: file:/nonexistent/token: the file does not exist"
+    assert err.strip() == "tokenstore: error: SecretNotFound: token: file:/nonexistent/token: the file does not exist"
     malformed = tmp_path / "tok"
     malformed.write_text(f"{value} {value}")
     cfg = tmp_path / "f.yaml"
@@ -73,3 +73,24 @@ def test_help_lists_commands() -> None:
     assert out.returncode == 0
     assert "show" in out.stdout
     assert "Exit codes: 0 ok" in out.stdout.replace("\n", " ")
+
+
+def test_show_validates_the_whole_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A token written under whatsapp: (or any bad whatsapp:/app_secret: option) fails show, not the first send."""
+    token = canary()
+    (tmp_path / "token").write_text(canary())
+    (tmp_path / "token").chmod(0o600)
+    base = {"token": {"backend": "file", "file": {"path": str(tmp_path / "token")}}}
+    for extra, field in (
+        ({"whatsapp": {"phone_number_id": "1", "token": token}}, "whatsapp.token: unknown option"),
+        ({"whatsapp": {"api_version": "27"}}, "whatsapp.api_version"),
+        ({"app_secret": {"backend": "env", "env": {"var": "X"}, "ttl": 3}}, "app_secret.ttl: unknown option"),
+    ):
+        path = tmp_path / "c.yaml"
+        path.write_text(json.dumps({**base, **extra}))
+        assert main(["show", "-c", str(path)]) == 2
+        out, err = capsys.readouterr()
+        assert field in err and token not in out + err and out == ""
+    path.write_text(json.dumps({**base, "whatsapp": {"phone_number_id": "1"}}))
+    assert main(["show", "-c", str(path)]) == 0
+    capsys.readouterr()

@@ -201,3 +201,16 @@ def test_plain_import_loads_no_submodule_until_used() -> None:
     first, second = out.stdout.strip().splitlines()
     assert first == "[]"
     assert second == "True False"  # sending does not pay for the token lifecycle client
+
+
+def test_pyproject_license_is_an_spdx_string_and_examples_have_an_extra() -> None:
+    """The TOML-table form of project.license is deprecated (setuptools stops accepting it on 2027-02-18)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    data = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert data["project"]["license"] == "Apache-2.0"
+    assert not any(c.startswith("License ::") for c in data["project"].get("classifiers", []))
+    setuptools_req = next(r for r in data["build-system"]["requires"] if r.startswith("setuptools"))
+    assert setuptools_req == "setuptools>=77"  # the first release that reads an SPDX license string
+    examples = data["project"]["optional-dependencies"]["examples"]
+    assert any(r.startswith("fastapi") for r in examples) and any(r.startswith("uvicorn") for r in examples)

@@ -571,6 +571,17 @@ def test_backend_template_in_code(tmp_path: Path) -> None:
         TenantTemplate("path", "/x")
 
 
+def test_a_store_kept_numbers_map_is_not_refused_as_a_misplaced_token(tmp_path: Path) -> None:
+    """The bare-token rule refuses a JSON object read without ``key:`` (a token under a field); the routing map
+    that ``add_numbers`` keeps in a store is read through the same providers and must pass it."""
+    from tokenstore._parsing import one_word
+
+    assert one_word('{"106540352242922":"102290129340398"}', source="s") == '{"106540352242922":"102290129340398"}'
+    for misplaced in ('{"access_token":"EAAGxyz"}', '{"whatsapp":"EAAGabcdef"}', '{"token":"abc"}'):
+        with pytest.raises(tokenstore.SecretMalformed, match="JSON object"):
+            one_word(misplaced, source="s")
+
+
 def test_config_example_tenants_section_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     root = Path(__file__).resolve().parent.parent
     cfg = tokenstore.load_config(

@@ -15,7 +15,7 @@ from ._version import __version__
 
 if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each loads on first use (import cost)
     from ._cache import CachePolicy, CacheStats, CachingProvider
-    from ._config import SecretRef, Section, load_config
+    from ._config import SecretRef, Section, load_config, resolve_config_path
     from ._errors import (
         AccessDenied,
         BackendNotInstalled,
@@ -27,9 +27,11 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         SecretNotFound,
         TokenStoreError,
         UnknownTenant,
+        WriteConflict,
         WriteNotSupported,
     )
-    from ._factory import load_provider, provider_from_config
+    from ._factory import cache_policy_from_config, load_provider, provider_from_config
+    from ._masking import looks_like_credential, mask_credentials, masked
     from ._metrics import (
         AuthStats,
         auth_stats,
@@ -38,7 +40,7 @@ if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each load
         provider_metrics,
         track_provider,
     )
-    from ._provider import Backend, TokenProvider
+    from ._provider import Backend, TokenProvider, expected_matches
     from ._registry import ENTRY_POINT_GROUP, available_backends, get_backend_class, register_backend
     from ._tenants import TenantProviders, TenantTemplate, check_tenant_key, load_tenants, tenants_from_config
     from ._token import Token, fingerprint_of, mask
@@ -66,22 +68,29 @@ __all__ = [
     "TokenProvider",
     "TokenStoreError",
     "UnknownTenant",
+    "WriteConflict",
     "WriteNotSupported",
     "__version__",
     "auth_stats",
     "available_backends",
+    "cache_policy_from_config",
     "check_tenant_key",
     "enable_opentelemetry",
+    "expected_matches",
     "fingerprint_of",
     "get_backend_class",
     "load_config",
     "load_provider",
     "load_tenants",
+    "looks_like_credential",
     "mask",
+    "mask_credentials",
+    "masked",
     "metrics_snapshot",
     "provider_from_config",
     "provider_metrics",
     "register_backend",
+    "resolve_config_path",
     "tenants_from_config",
     "track_provider",
 ]
@@ -95,6 +104,7 @@ _LAZY: dict[str, str] = {
     "SecretRef": "._config",
     "Section": "._config",
     "load_config": "._config",
+    "resolve_config_path": "._config",
     "AccessDenied": "._errors",
     "BackendNotInstalled": "._errors",
     "BackendUnavailable": "._errors",
@@ -105,9 +115,14 @@ _LAZY: dict[str, str] = {
     "SecretNotFound": "._errors",
     "TokenStoreError": "._errors",
     "UnknownTenant": "._errors",
+    "WriteConflict": "._errors",
     "WriteNotSupported": "._errors",
+    "cache_policy_from_config": "._factory",
     "load_provider": "._factory",
     "provider_from_config": "._factory",
+    "looks_like_credential": "._masking",
+    "mask_credentials": "._masking",
+    "masked": "._masking",
     "AuthStats": "._metrics",
     "auth_stats": "._metrics",
     "enable_opentelemetry": "._metrics",
@@ -116,6 +131,7 @@ _LAZY: dict[str, str] = {
     "track_provider": "._metrics",
     "Backend": "._provider",
     "TokenProvider": "._provider",
+    "expected_matches": "._provider",
     "ENTRY_POINT_GROUP": "._registry",
     "available_backends": "._registry",
     "get_backend_class": "._registry",

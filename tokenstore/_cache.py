@@ -20,7 +20,6 @@ A cache hit is one clock read and one comparison: no lock, no copy.
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import threading
@@ -30,12 +29,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._errors import BackendUnavailable, ProviderError
+from ._masking import masked_logger
 from ._provider import TokenProvider
 from ._token import Token
 
 __all__ = ["CachePolicy", "CacheStats", "CachingProvider"]
 
-logger = logging.getLogger("tokenstore.cache")
+logger = masked_logger("tokenstore.cache")
 
 _NEVER = -math.inf
 
@@ -453,15 +453,25 @@ class CachingProvider(TokenProvider):
     def supports_write(self) -> bool:
         return self.inner.supports_write
 
-    def put_token(self, value: str) -> str | None:
-        version = self.inner.put_token(value)
-        self.invalidate()
-        return version
+    @property
+    def supports_compare_and_set(self) -> bool:
+        return self.inner.supports_compare_and_set
 
-    async def aput_token(self, value: str) -> str | None:
-        version = await self.inner.aput_token(value)
-        self.invalidate()
-        return version
+    def put_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
+        try:
+            if expected is None:  # a plugin's put_token may predate ``expected``
+                return self.inner.put_token(value)
+            return self.inner.put_token(value, expected=expected)
+        finally:
+            self.invalidate()
+
+    async def aput_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
+        try:
+            if expected is None:
+                return await self.inner.aput_token(value)
+            return await self.inner.aput_token(value, expected=expected)
+        finally:
+            self.invalidate()
 
     def peek(self) -> Token | None:
         """The cached token, if any, without touching the store or the counters."""

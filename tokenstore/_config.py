@@ -25,6 +25,7 @@ __all__ = [
     "Section",
     "find_config_path",
     "load_config",
+    "resolve_config_path",
 ]
 
 ENV_CONFIG_VAR = "TOKENSTORE_CONFIG"
@@ -90,16 +91,44 @@ def _name(name: str) -> str:
     return "(named in this field; it does not look like a variable name: was a credential pasted here?)"
 
 
+_FROM_ENV = f" (from ${ENV_CONFIG_VAR})"
+
+
+def config_dir(source: str | None) -> Path | None:
+    """The folder of the config file a source label (see :func:`resolve_config_path`) names, or None."""
+    if not source:
+        return None
+    return Path(source.removesuffix(_FROM_ENV)).parent
+
+
+def resolve_path(value: str, source: str | None) -> str:
+    """A file path from the config: ``~`` expanded; relative to the config file's folder when it came from a
+    file (``source``), else to the working directory."""
+    path = Path(value).expanduser()
+    folder = config_dir(source)
+    if not path.is_absolute() and folder is not None:
+        path = folder / path
+    return str(path)
+
+
 def find_config_path(path: str | os.PathLike[str] | None = None) -> Path:
     """Resolve the config file: the argument, else ``$TOKENSTORE_CONFIG``, else ``./tokenstore.yaml``."""
+    return resolve_config_path(path)[0]
+
+
+def resolve_config_path(path: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
+    """The config file (see :func:`find_config_path`; ``~`` expanded) and the label errors name it by: the
+    path, plus `` (from $TOKENSTORE_CONFIG)`` when that variable chose it (so a stale variable is found)."""
     if path is not None:
-        return Path(path)
+        file = Path(path).expanduser()
+        return file, str(file)
     env = os.environ.get(ENV_CONFIG_VAR)
     if env:
-        return Path(env)
+        file = Path(env).expanduser()
+        return file, f"{file}{_FROM_ENV}"
     default = Path(DEFAULT_CONFIG_FILE)
     if default.exists():
-        return default
+        return default, str(default)
     raise ConfigError(
         f"no config file given: pass a path (--config FILE), set ${ENV_CONFIG_VAR}, "
         f"or create ./{DEFAULT_CONFIG_FILE} (see config.example.yaml)"
@@ -107,16 +136,20 @@ def find_config_path(path: str | os.PathLike[str] | None = None) -> Path:
 
 
 def load_config(
-    path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """Read a YAML config file, interpolate ``${VAR}`` / ``${VAR:-default}``, and check its top level.
 
     Returns the plain dict; ``Section(cfg[...], path=..., source=...)`` gives validated access to a part.
+    ``source``: the label errors name the file by (default: from :func:`resolve_config_path`).
     """
     import yaml
 
-    file = find_config_path(path)
-    source = str(file)
+    file, label = resolve_config_path(path)
+    source = source or label
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -147,7 +180,7 @@ def load_config(
     return result
 
 
-TOP_LEVEL_KEYS = ("whatsapp", "token", "app_secret", "tenants", "webhook")
+TOP_LEVEL_KEYS = ("whatsapp", "token", "app_secret", "tenants", "rotation", "webhook")
 
 
 def check_top_level(config: Mapping[str, Any], *, source: str | None) -> None:
@@ -217,32 +250,41 @@ class SecretRef:
     def describe(self) -> str:
         return f"${_name(self.env)}" if self.env else f"file {self.file}"
 
-    def read(self) -> str:
-        """The credential's value, stripped of surrounding whitespace. Raises ConfigError when unavailable."""
+    def _where(self) -> str:
+        return f"{self.config_source}: {self.field}" if self.config_source else self.field
+
+    def read(self, *, source: str | None = None) -> str:
+        """The credential's value, stripped of surrounding whitespace.
+
+        A store credential missing from the environment (the variable unset or empty, the file missing,
+        unreadable or empty) is :class:`~tokenstore.AccessDenied` naming the field, the file and ``source``
+        (the store): the one rule every backend follows (see the errors module)."""
+        from ._errors import AccessDenied
+
+        where = self._where()
         if self.env:
             value = os.environ.get(self.env)
             if value is None or not value.strip():
-                raise ConfigError(
-                    f"environment variable {_name(self.env)} is not set or empty; set it to the credential",
-                    source=self.config_source,
-                    field=self.field,
+                raise AccessDenied(
+                    f"the store's credential is missing: environment variable {_name(self.env)} is not set or "
+                    f"empty ({where}); set it to the credential",
+                    source=source,
                 )
             return value.strip()
         assert self.file is not None
         try:
-            value = Path(self.file).read_text(encoding="utf-8")
+            value = Path(self.file).expanduser().read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise ConfigError(
-                f"credential file {self.file} does not exist", source=self.config_source, field=self.field
+            raise AccessDenied(
+                f"the store's credential is missing: file {self.file} does not exist ({where})", source=source
             ) from None
         except (PermissionError, IsADirectoryError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                f"cannot read credential file {self.file} ({type(exc).__name__})",
-                source=self.config_source,
-                field=self.field,
+            raise AccessDenied(
+                f"the store's credential is missing: cannot read file {self.file} ({type(exc).__name__}; {where})",
+                source=source,
             ) from None
         if not value.strip():
-            raise ConfigError(f"credential file {self.file} is empty", source=self.config_source, field=self.field)
+            raise AccessDenied(f"the store's credential is missing: file {self.file} is empty ({where})", source=source)
         return value.strip()
 
 
@@ -323,6 +365,19 @@ class Section:
                     f"got {shown(value)}{_suggest(value, options)}",
                 )
         return value
+
+    @property
+    def config_dir(self) -> Path | None:
+        """The folder of the config file this section came from (None for a config given as a mapping)."""
+        return config_dir(self.source)
+
+    def get_path(self, key: str, default: Any = _REQUIRED) -> Any:
+        """A file path option: ``~`` expanded, and a relative path resolved against the config file's folder
+        (not the working directory, which differs between a shell, cron and a service manager)."""
+        value = self.get_str(key, default)
+        if not isinstance(value, str):
+            return value
+        return resolve_path(value, self.source)
 
     def get_bool(self, key: str, default: bool) -> bool:
         if key not in self.data or self.data[key] is None:
@@ -410,7 +465,7 @@ class Section:
         sub = Section(value, path=self.field(key), source=self.source)
         sub.reject_unknown(("env", "file"))
         env = sub.get_str("env", None)
-        file = sub.get_str("file", None)
+        file = sub.get_path("file", None)
         if (env is None) == (file is None):
             self.fail(key, "give exactly one of env or file")
         if env is not None and not _VAR_NAME.match(env):

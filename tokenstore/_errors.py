@@ -2,7 +2,10 @@
 
 Every error this package raises is a :class:`TokenStoreError`; foreign exceptions (SDK, OS, parser) are
 translated at the boundary with ``raise ... from exc`` so ``__cause__`` is kept for debugging. No message
-ever contains a secret value: messages name the file, field or secret path and say what to do.
+ever contains a secret value: messages name the file, field or secret path and say what to do. Messages
+are built from config values (names, paths), so :class:`ConfigError` and :class:`ProviderError` mask every
+credential-looking word in them (:func:`tokenstore.mask_credentials`: fingerprint and length, never the
+value) - one rule for every backend and plugin.
 
 ::
 
@@ -16,10 +19,20 @@ ever contains a secret value: messages name the file, field or secret path and s
         ├── SecretNotFound       no such secret / version / key in the store
         │   └── UnknownTenant    no tenant for this phone number, or no secret for this tenant
         ├── SecretMalformed      the secret is there but its contents are unusable (empty, not JSON, ...)
-        ├── AccessDenied         the store refused our credentials or permissions
+        ├── AccessDenied         the store refused our credentials or permissions, or the store's
+        │                        credential is missing from this environment (see below)
         ├── WriteNotSupported    put_token on a read-only backend
+        ├── WriteConflict        put_token(value, expected=...) found another token than expected in the store
         └── BackendUnavailable   the store is down, sealed, throttling or timing out (transient: the
                                  caching layer retries these with backoff and may serve a stale token)
+
+One rule for a store credential missing from the environment, in every backend: when a backend is about to
+authenticate and its credential is not there - an ``{env: VAR}`` unset or empty, an ``{file: PATH}`` missing,
+unreadable or empty (Vault token / AppRole ids / Kubernetes JWT, Conjur API key or JWT, an Azure client
+secret), or nothing in the SDK's own chain (boto3, Google ADC, DefaultAzureCredential) - it raises
+:class:`AccessDenied` (CLI exit 3) whose message begins ``the store's credential is missing`` and names the
+field, the config file and what to set. :class:`ConfigError` (exit 2) is for what the config file itself
+says wrong, found when it is read.
 """
 
 from __future__ import annotations
@@ -35,8 +48,15 @@ __all__ = [
     "SecretNotFound",
     "TokenStoreError",
     "UnknownTenant",
+    "WriteConflict",
     "WriteNotSupported",
 ]
+
+
+def _mask(text: str) -> str:
+    from ._masking import mask_credentials  # only when an error is raised (import cost)
+
+    return mask_credentials(text)
 
 
 class TokenStoreError(Exception):
@@ -47,14 +67,14 @@ class ConfigError(TokenStoreError):
     """The configuration is invalid. The message names the file (when there is one) and the dotted field."""
 
     def __init__(self, message: str, *, source: str | None = None, field: str | None = None) -> None:
-        self.source = source
-        self.field = field
+        self.source = _mask(source) if source else source
+        self.field = _mask(field) if field else field
         prefix = ""
         if source:
             prefix += f"{source}: "
         if field:
             prefix += f"{field}: "
-        super().__init__(prefix + message)
+        super().__init__(_mask(prefix + message))
 
 
 class BackendNotInstalled(TokenStoreError, ImportError):
@@ -82,14 +102,22 @@ class InvalidTenantKey(TokenStoreError, ValueError):
 
 
 class ProviderError(TokenStoreError):
-    """A backend could not deliver the token. ``source`` names the store and path, never the value."""
+    """A backend could not deliver the token. ``source`` names the store and path, never the value;
+    ``section`` the config section of the provider (``token``, ``app_secret``) when it was built from a
+    config: the message then starts with it (``app_secret: env:WHATSAPP_APP_SECRET: ...``)."""
 
     #: transient errors are retried by the caching layer and allow serving a stale token
     transient: bool = False
+    #: the config section of the provider that raised it (set as it leaves the backend), or None
+    section: str | None = None
 
     def __init__(self, message: str, *, source: str | None = None) -> None:
-        self.source = source
-        super().__init__(f"{source}: {message}" if source else message)
+        self.source = _mask(source) if source else source
+        super().__init__(_mask(f"{source}: {message}" if source else message))
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{self.section}: {text}" if self.section else text
 
 
 class SecretNotFound(ProviderError):
@@ -126,6 +154,15 @@ class AccessDenied(ProviderError):
 
 class WriteNotSupported(ProviderError):
     """This backend cannot write (``put_token``)."""
+
+
+class WriteConflict(ProviderError):
+    """``put_token(value, expected=...)`` did not write: the store no longer holds the expected token (another
+    writer got there first). ``current_fingerprint`` names what it holds instead, where known."""
+
+    def __init__(self, message: str, *, source: str | None = None, current_fingerprint: str | None = None) -> None:
+        self.current_fingerprint = current_fingerprint
+        super().__init__(message, source=source)
 
 
 class BackendUnavailable(ProviderError):

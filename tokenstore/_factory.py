@@ -65,6 +65,8 @@ def provider_from_section(section: Section, *, cache: bool = True) -> TokenProvi
     section.reject_unknown(allowed)
     options = section.get_section(name)
     backend = backend_cls.from_config(options)
+    if section.path:
+        backend.config_section = section.path
     policy = cache_policy_from_config(section)
     if policy is None or not cache:
         return backend
@@ -111,8 +113,8 @@ def load_provider(
     """Load the YAML config (``path``, else ``$TOKENSTORE_CONFIG``, else ``./tokenstore.yaml``) and build the
     provider of its ``token:`` section (or ``section``), wrapped in the caching layer unless ``cache=False``.
     """
-    from ._config import find_config_path
+    from ._config import resolve_config_path
 
-    file = find_config_path(path)
-    config = load_config(file)
-    return provider_from_config(config, section=section, source=str(file), cache=cache)
+    file, label = resolve_config_path(path)
+    config = load_config(file, source=label)
+    return provider_from_config(config, section=section, source=label, cache=cache)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import abc
-import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ._errors import ConfigError, WriteNotSupported
+from ._errors import ConfigError, ProviderError, WriteConflict, WriteNotSupported
+from ._masking import mask_credentials, masked_logger
 from ._token import Token
 
 if TYPE_CHECKING:
@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
     from ._config import Section
 
-__all__ = ["Backend", "TokenProvider"]
+__all__ = ["Backend", "TokenProvider", "check_expected", "expected_matches"]
 
-logger = logging.getLogger("tokenstore")
+logger = masked_logger("tokenstore")
 
 _B = TypeVar("_B", bound="Backend")
 #: backend class -> its view class (see Backend._view)
@@ -39,8 +39,19 @@ class TokenProvider(abc.ABC):
     any provider. A provider is a context manager (``with``/``async with``) that closes its clients.
     """
 
-    #: a label naming the store and path, never the value (e.g. ``vault:secret/whatsapp/prod#access_token``)
-    source: str = "?"
+    _source: str = "?"
+
+    @property
+    def source(self) -> str:
+        """A label naming the store and path, never the value (e.g. ``vault:secret/whatsapp/prod#access_token``).
+
+        It is built from config values, so a credential pasted where a name goes would end up in it: the
+        setter masks every credential-looking word (:func:`tokenstore.mask_credentials`)."""
+        return self._source
+
+    @source.setter
+    def source(self, value: str) -> None:
+        self._source = mask_credentials(value)
 
     @abc.abstractmethod
     def get_token(self) -> Token:
@@ -67,15 +78,29 @@ class TokenProvider(abc.ABC):
         """Whether :meth:`put_token` can write to the store."""
         return False
 
-    def put_token(self, value: str) -> str | None:
-        """Write a new token to the store; return the new version id (``None`` where the store has none)."""
+    @property
+    def supports_compare_and_set(self) -> bool:
+        """Whether ``put_token(value, expected=...)`` is atomic: of several writers expecting the same token,
+        exactly one writes and the others get :class:`~tokenstore.WriteConflict`. False: the check and the
+        write are two calls, and a writer in between is not noticed (the window is the store's round trip)."""
+        return False
+
+    def put_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
+        """Write a new token to the store; return the new version id (``None`` where the store has none).
+
+        ``expected``: write only if the store still holds this token (a :class:`Token`: the same value) or this
+        version id (a str); otherwise raise :class:`~tokenstore.WriteConflict` and write nothing. Atomic where
+        :attr:`supports_compare_and_set`, a check just before the write elsewhere.
+        """
         raise WriteNotSupported("this backend is read-only: rotate the token in the store itself", source=self.source)
 
-    async def aput_token(self, value: str) -> str | None:
+    async def aput_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
         """Async :meth:`put_token`; the default runs it in a worker thread."""
         import asyncio
 
-        return await asyncio.to_thread(self.put_token, value)
+        if expected is None:  # a plugin's put_token may predate ``expected``
+            return await asyncio.to_thread(self.put_token, value)
+        return await asyncio.to_thread(lambda: self.put_token(value, expected=expected))
 
     def close(self) -> None:
         """Release clients and connections. Idempotent."""
@@ -110,6 +135,38 @@ class TokenProvider(abc.ABC):
         return f"<{type(self).__name__} source={self.source!r}>"
 
 
+def _naming_section(method: Any) -> Any:
+    """``method`` with every ProviderError it raises marked with the backend's config section."""
+    import functools
+    import inspect
+
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def amarked(self: Backend, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(self, *args, **kwargs)
+            except ProviderError as exc:
+                if exc.section is None:
+                    exc.section = self.config_section
+                raise
+
+        amarked._names_section = True  # type: ignore[attr-defined]
+        return amarked
+
+    @functools.wraps(method)
+    def marked(self: Backend, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except ProviderError as exc:
+            if exc.section is None:
+                exc.section = self.config_section
+            raise
+
+    marked._names_section = True  # type: ignore[attr-defined]
+    return marked
+
+
 class Backend(TokenProvider):
     """A provider that talks to one store directly, every call (wrap it in a cache for production use).
 
@@ -123,6 +180,16 @@ class Backend(TokenProvider):
     name: ClassVar[str] = "?"
     #: the pip extra providing this backend's SDK (None: no extra needed)
     extra: ClassVar[str | None] = None
+    #: the config section this backend was built from (``token``, ``app_secret``; set by the factory): every
+    #: :class:`~tokenstore.ProviderError` escaping its get/put methods names it (``ProviderError.section``)
+    config_section: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("get_token", "aget_token", "put_token", "aput_token"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_names_section", False):
+                setattr(cls, name, _naming_section(method))
 
     @classmethod
     @abc.abstractmethod
@@ -132,6 +199,23 @@ class Backend(TokenProvider):
         Raise :class:`~tokenstore.ConfigError` through ``section.error(...)`` so that the message names the
         file and the dotted field. Do no network I/O here: connecting happens on first use.
         """
+
+    def _current_or_none(self) -> Token | None:
+        """What the store holds now (for an ``expected`` check before a write); None when there is no secret."""
+        from ._errors import SecretNotFound
+
+        try:
+            return self.get_token()
+        except SecretNotFound:
+            return None
+
+    async def _acurrent_or_none(self) -> Token | None:
+        from ._errors import SecretNotFound
+
+        try:
+            return await self.aget_token()
+        except SecretNotFound:
+            return None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, source: str | None = None) -> Backend:
@@ -203,3 +287,30 @@ class Backend(TokenProvider):
         import asyncio
 
         return await asyncio.to_thread(lambda: list(self.list_names(option, prefix, suffix)))
+
+
+def expected_matches(current: Token | None, expected: Token | str) -> bool:
+    """Whether ``current`` (None: no secret yet) is what a ``put_token(..., expected=expected)`` expects: the
+    same value for a :class:`Token`, the same version id for a str."""
+    if current is None:
+        return False
+    if isinstance(expected, Token):
+        return current == expected
+    return current.version is not None and current.version == str(expected)
+
+
+def check_expected(current: Token | None, expected: Token | str | None, *, source: str) -> None:
+    """Raise :class:`~tokenstore.WriteConflict` unless ``expected`` is None or matches ``current``."""
+    if expected is None or expected_matches(current, expected):
+        return
+    if current is None:
+        raise WriteConflict(
+            "not written: the secret no longer exists, so it no longer holds the expected token", source=source
+        )
+    what = f"version {expected}" if isinstance(expected, str) else expected.fingerprint
+    raise WriteConflict(
+        f"not written: the store holds {current.fingerprint} (version {current.version or '-'}), not the "
+        f"expected {what}: another writer changed it",
+        source=source,
+        current_fingerprint=current.fingerprint,
+    )

@@ -6,7 +6,6 @@ Nothing here imports a backend module (let alone a cloud SDK) until that backend
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import TYPE_CHECKING, Any
 
 from ._errors import BackendNotInstalled, ConfigError
@@ -104,9 +103,11 @@ def get_backend_class(name: str) -> type[Backend]:
 
 
 def import_sdk(module: str, *, backend: str, extra: str) -> ModuleType:
-    """Import an optional SDK module, or raise BackendNotInstalled naming the pip extra."""
-    if module in sys.modules and sys.modules[module] is not None:
-        return sys.modules[module]
+    """Import an optional SDK module, or raise BackendNotInstalled naming the pip extra.
+
+    Always through ``importlib.import_module`` (cheap once imported): it waits on the module's import lock, so a
+    thread never gets a module another thread is still initialising (``sys.modules`` holds it from the start).
+    """
     try:
         return importlib.import_module(module)
     except ImportError as exc:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._cache import CachePolicy, CachingProvider
 from ._config import Section, shown
-from ._errors import ConfigError, InvalidTenantKey, SecretMalformed, SecretNotFound, UnknownTenant
+from ._errors import ConfigError, InvalidTenantKey, SecretMalformed, SecretNotFound, UnknownTenant, WriteConflict
 from ._provider import Backend, TokenProvider
 from ._token import Token
 
@@ -71,6 +71,8 @@ DEFAULT_MAX_CACHED = 10_000
 _STAND_IN = "ts0tenant0template"
 #: an unknown number makes a store-kept numbers map be read again at most this often (seconds)
 _NUMBERS_REREAD = 5.0
+#: a store-kept numbers map changed by another writer between our read and our write is read and merged again
+_MAP_WRITE_ATTEMPTS = 5
 
 _EXAMPLES = {
     "env": "env: {var: WHATSAPP_TOKEN_{tenant}}",
@@ -566,19 +568,28 @@ class TenantProviders:
             )
         additions = _checked_numbers(numbers)
         with self._numbers_lock:
-            store.invalidate()
-            current = dict(self._read_map(self._map_token()))  # no map yet: the first onboarding creates it
-            for number, tenant in additions.items():
-                owner = current.get(number)
-                if owner is not None and owner != tenant and not replace:
-                    raise ValueError(
-                        f"phone number id {number} belongs to tenant {owner!r}, not {tenant!r}: "
-                        "pass replace=True to move it"
-                    )
-            if all(current.get(n) == t for n, t in additions.items()):
-                return current
-            current.update(additions)
-            store.put_token(json.dumps(current, separators=(",", ":"), sort_keys=True))
+            for attempt in range(_MAP_WRITE_ATTEMPTS):
+                store.invalidate()
+                held = self._map_token()
+                current = dict(self._read_map(held))  # no map yet: the first onboarding creates it
+                for number, tenant in additions.items():
+                    owner = current.get(number)
+                    if owner is not None and owner != tenant and not replace:
+                        raise ValueError(
+                            f"phone number id {number} belongs to tenant {owner!r}, not {tenant!r}: "
+                            "pass replace=True to move it"
+                        )
+                if all(current.get(n) == t for n, t in additions.items()):
+                    return current
+                current.update(additions)
+                payload = json.dumps(current, separators=(",", ":"), sort_keys=True)
+                try:  # another process's additions since our read must not be lost: write only over what we read
+                    store.put_token(payload) if held is None else store.put_token(payload, expected=held)
+                except WriteConflict:
+                    if attempt + 1 == _MAP_WRITE_ATTEMPTS:
+                        raise
+                    continue
+                break
             self._numbers_memo = None
         logger.info("added %d phone number(s) to the numbers map at %s", len(additions), store.source)
         return current

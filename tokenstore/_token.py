@@ -26,6 +26,12 @@ def mask(value: str) -> str:
     return f"{value[:4]}…({len(value)} chars)"
 
 
+def _mask_credentials(text: str) -> str:
+    from ._masking import mask_credentials  # _masking imports this module
+
+    return mask_credentials(text)
+
+
 class Token:
     """An access token fetched from a store.
 
@@ -47,8 +53,9 @@ class Token:
         if not isinstance(value, str):
             raise TypeError("Token value must be a str")
         self.__value = value
-        #: where it came from, e.g. ``vault:secret/whatsapp/prod#access_token`` (never the value)
-        self.source = source
+        #: where it came from, e.g. ``vault:secret/whatsapp/prod#access_token`` (never the value; a
+        #: credential-looking word in it is masked, see :func:`tokenstore.mask_credentials`)
+        self.source = _mask_credentials(source)
         #: the backend's version id, where the store has one (KV version, VersionId, ...)
         self.version = version
         #: when it was read from the store (UTC)

@@ -10,12 +10,33 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
-from tokenstore import fingerprint_of
+from tokenstore import fingerprint_of, mask_credentials
 
 from ._clock import ManualClock
 from ._server import Sandbox
 
-__all__ = ["serve", "write_secret_file"]
+__all__ = ["check_serve_options", "serve", "write_secret_file"]
+
+
+def check_serve_options(
+    *, port: int, token_file: str | None = None, app_secret_file: str | None = None, expires_in: float | None = None
+) -> str | None:
+    """Why these :func:`serve` options cannot work (one sentence naming the option, never its value), or None."""
+    import math
+
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        return "--port must be a port number, 0 to 65535"
+    if expires_in is not None and not (math.isfinite(expires_in) and expires_in >= 0):
+        return "--expires-in must be zero or more seconds (a finite number)"
+    for option, path in (("--token-file", token_file), ("--app-secret-file", app_secret_file)):
+        if path is None:
+            continue
+        target = Path(path).expanduser()
+        if target.is_dir():
+            return f"{option} names a folder: give the path of a file to write"
+        if not target.absolute().parent.is_dir():
+            return f"{option}: its folder does not exist: create it first, or give another path"
+    return None
 
 
 def write_secret_file(path: str | os.PathLike[str], value: str) -> None:
@@ -48,6 +69,12 @@ def serve(
 ) -> int:
     """Start a sandbox, print how to use it (fingerprints only), and serve until interrupted or ``stop``."""
     out = out or sys.stdout
+    problem = check_serve_options(
+        port=port, token_file=token_file, app_secret_file=app_secret_file, expires_in=expires_in
+    )
+    if problem:
+        print(f"tokenstore: error: {problem}", file=sys.stderr)
+        return 2
     sandbox = Sandbox(
         port=port,
         clock=ManualClock() if manual_clock else None,
@@ -59,15 +86,23 @@ def serve(
     for var in accept_env:
         value = os.environ.get(var, "").strip()
         if not value:
-            print(f"tokenstore: error: --accept-env {var}: the variable is not set or empty", file=sys.stderr)
+            shown = mask_credentials(var)  # a token typed where the variable's name goes is not echoed
+            print(f"tokenstore: error: --accept-env {shown}: the variable is not set or empty", file=sys.stderr)
             return 2
         if sandbox.token_record(value) is None:
             sandbox.issue_token(value=value, label=f"env:{var}")
         accepted.append((var, fingerprint_of(value)))
-    if token_file:
-        write_secret_file(token_file, token)
-    if app_secret_file:
-        write_secret_file(app_secret_file, sandbox.app_secret)
+    for option, path, value in (
+        ("--token-file", token_file, token),
+        ("--app-secret-file", app_secret_file, sandbox.app_secret),
+    ):
+        if not path:
+            continue
+        try:
+            write_secret_file(Path(path).expanduser(), value)
+        except OSError as exc:
+            print(f"tokenstore: error: {option}: cannot write the file ({exc.strerror})", file=sys.stderr)
+            return 2
     try:
         sandbox.start()
     except OSError as exc:
@@ -95,6 +130,8 @@ def serve(
             "Point a config at it:",
             f'  whatsapp: {{phone_number_id: "{example_id}", base_url: "{sandbox.url}", app_id: "{sandbox.app_id}"}}',
             f"  token: {{backend: file, file: {{path: {token_file or 'PATH'}}}}}",
+            f"  app_secret: {{backend: file, file: {{path: {app_secret_file or 'PATH'}}}}}"
+            + ("" if app_secret_file else "   # pass --app-secret-file PATH: check, rotate, refresh, revoke need it"),
             f"Control: GET {sandbox.url}/_sandbox/state; POST /_sandbox/faults "
             '{"code": 130429, "count": 2}; POST /_sandbox/revoke {"fingerprint": "sha256:..."}',
             "Ctrl-C to stop.",

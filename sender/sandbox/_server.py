@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from tokenstore._config import is_loopback_host
 
+from ._business import BUSINESS_SCOPES, Business, PhoneNumber
 from ._clock import Clock, ManualClock, SystemClock
 from ._graph import Call, Reply, graph_error
 from ._state import Fault, ReceivedMessage, RequestRecord, SandboxState
@@ -121,7 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class Sandbox:
-    """A local stand-in for the Graph API: ``/messages``, ``debug_token`` and ``/_sandbox`` control routes.
+    """A local stand-in for the Graph API: ``/messages``, ``debug_token``, ``/{waba-id}/phone_numbers`` and
+    ``/_sandbox`` control routes, for one business (the default) or many (:meth:`add_business`).
 
     >>> with Sandbox() as sb:                                       # doctest: +SKIP
     ...     token = sb.issue_token()
@@ -304,6 +306,114 @@ class Sandbox:
     def tokens(self) -> list[TokenRecord]:
         return self.state.tokens.records()
 
+    # -- businesses -----------------------------------------------------------------------------------------
+    def add_business(
+        self,
+        *,
+        waba_id: str | None = None,
+        name: str | None = None,
+        numbers: int | Iterable[str] = 1,
+        token: str | bool = True,
+        expires_in: float | None = None,
+        business_id: str | None = None,
+    ) -> Business:
+        """A new customer business (a WABA of its own) with ``numbers`` phone numbers (a count or the ids) and
+        a token scoped to it (``token``: True a random one, a string that value, False none).
+
+        >>> biz = sb.add_business(numbers=2)                          # doctest: +SKIP
+        >>> biz.waba_id, biz.phone_number_ids, biz.token               # doctest: +SKIP
+
+        Its token sends from its own numbers only: on another business's number Graph answers code 200 and
+        nothing is delivered.
+        """
+        return self.state.add_business(
+            waba_id=waba_id, name=name, numbers=numbers, token=token, expires_in=expires_in, business_id=business_id
+        )
+
+    def business(self, waba_id: str) -> Business:
+        """The business with this WABA id (KeyError when unknown). The default one is :attr:`default_business`."""
+        return self.state.businesses.get(waba_id)
+
+    @property
+    def businesses(self) -> list[Business]:
+        """Every business, the default one first."""
+        return self.state.businesses.all()
+
+    @property
+    def default_business(self) -> Business:
+        """The sandbox's classic business: :attr:`waba_id`, :attr:`phone_number_id`, tokens of
+        :meth:`issue_token`."""
+        return self.state.default_business
+
+    def business_for_number(self, phone_number_id: str) -> Business | None:
+        return self.state.businesses.for_number(str(phone_number_id))
+
+    def add_phone_number(
+        self,
+        waba_id: str,
+        phone_number_id: str | None = None,
+        *,
+        display_phone_number: str | None = None,
+        verified_name: str | None = None,
+    ) -> PhoneNumber:
+        """Give a business one more phone number."""
+        return self.state.businesses.add_number(
+            waba_id, phone_number_id, display_phone_number=display_phone_number, verified_name=verified_name
+        )
+
+    def issue_business_token(self, waba_id: str, *, value: str | None = None, expires_in: float | None = None) -> str:
+        """A new token scoped to this business (it becomes ``business.token``; older ones stay valid)."""
+        return self.state.issue_business_token(waba_id, value=value, expires_in=expires_in)
+
+    def rotate_business_token(self, waba_id: str, *, revoke_old: bool = False, value: str | None = None) -> str:
+        """A new token like the business's current one; the old stays valid unless ``revoke_old``."""
+        return self.state.rotate_business_token(waba_id, revoke_old=revoke_old, value=value)
+
+    def revoke_business_token(self, waba_id: str, *, all: bool = False) -> int:
+        """Revoke the business's current token (``all``: every token acting for it); how many were revoked."""
+        return self.state.revoke_business_tokens(waba_id, all=all)
+
+    def business_tokens(self, waba_id: str) -> list[TokenRecord]:
+        """Every token that acts for this business, oldest first (copies; values are not shown in reprs)."""
+        return self.state.business_tokens(waba_id)
+
+    def signup_code(
+        self,
+        waba_ids: str | Iterable[str] | None = None,
+        *,
+        numbers: int = 1,
+        name: str | None = None,
+        scopes: Iterable[str] | None = None,
+        token_expires_in: float | None = SIXTY_DAYS,
+        app_id: str | None = None,
+        value: str | None = None,
+    ) -> str:
+        """An Embedded Signup code (single use, 30 s on the sandbox clock) for these WABAs, or for a new business
+        with ``numbers`` phone numbers; the exchange issues a token scoped to them (``token_expires_in``
+        seconds, None: never; ``scopes``: default the business scopes). Find the new business with
+        :meth:`signup_wabas`."""
+        from .routes.signup import new_signup_code
+
+        ids = [waba_ids] if isinstance(waba_ids, str) else (list(waba_ids) if waba_ids is not None else None)
+        code, _ = new_signup_code(
+            self.state,
+            waba_ids=ids,
+            numbers=numbers,
+            name=name,
+            scopes=tuple(scopes) if scopes is not None else BUSINESS_SCOPES,
+            token_expires_in=token_expires_in,
+            app_id=app_id,
+            value=value,
+        )
+        return code
+
+    def signup_wabas(self, code: str) -> tuple[str, ...]:
+        """The WABA ids an Embedded Signup code stands for."""
+        record = self.state.signup_codes.get(code)
+        if record is None:
+            raise KeyError("no such signup code")
+        return record.waba_ids
+
     def add_template(self, name: str, languages: Iterable[str] = ("en_US",)) -> None:
         with self.state.lock:
             if self.state.templates is None:
@@ -383,7 +493,8 @@ class Sandbox:
 
     def route_counts(self) -> collections.Counter[str]:
         """How many requests each route answered (``messages``, ``debug_token``, ``oauth.access_token``,
-        ``oauth.revoke``, ``system_users.access_tokens``, ``control``; ``-`` for unknown paths)."""
+        ``oauth.revoke``, ``system_users.access_tokens``, ``businesses.phone_numbers``, ``control``; ``-`` for
+        unknown paths)."""
         with self.state.lock:
             return collections.Counter(r.route for r in self.state.requests)
 

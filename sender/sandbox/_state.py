@@ -1,5 +1,6 @@
-"""Everything the sandbox remembers, behind one lock: tokens and apps, queued faults, templates, phone
-numbers, the messages it accepted and a log of every request (fingerprints only, never a token)."""
+"""Everything the sandbox remembers, behind one lock: tokens and apps, businesses and their phone numbers,
+queued faults, templates, the messages it accepted and a log of every request (fingerprints only, never a
+token)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,21 @@ from tokenstore import fingerprint_of
 
 from .._auth import appsecret_proof
 from .._redact import redact_url
+from ._business import (
+    BUSINESS_SCOPES,
+    DEFAULT_WABA_ID,
+    MESSAGING_SCOPE,
+    Business,
+    BusinessRegistry,
+    token_wabas,
+)
 from ._clock import Clock
 from ._graph import Call, Reply, graph_error
+from ._signup import SignupCodes
 from ._tokens import AppRecord, TokenRecord, TokenRegistry
 
-__all__ = ["Fault", "ReceivedMessage", "RequestRecord", "SandboxState"]
+__all__ = ["MESSAGING_SCOPE", "Fault", "ReceivedMessage", "RequestRecord", "SandboxState"]
 
-MESSAGING_SCOPE = "whatsapp_business_messaging"
 APPSECRET_TIME_WINDOW = 300  # seconds a timed appsecret_proof stays acceptable
 
 
@@ -64,6 +73,8 @@ class ReceivedMessage:
     body: Mapping[str, Any] = field(repr=False)
     token_fingerprint: str
     at: float
+    #: the WABA id of the business that owns ``phone_number_id`` (the token was checked to act for it)
+    waba_id: str | None = None
 
     @property
     def text(self) -> str | None:
@@ -80,6 +91,7 @@ class ReceivedMessage:
             "type": self.type,
             "token_fingerprint": self.token_fingerprint,
             "at": self.at,
+            "waba_id": self.waba_id,
         }
 
 
@@ -115,15 +127,21 @@ class SandboxState:
         self.lock = threading.RLock()
         self.tokens = TokenRegistry(clock)
         self.app: AppRecord = self.tokens.add_app()
-        #: None: any numeric phone number id is accepted
-        self.phone_number_ids: set[str] | None = None if phone_number_ids is None else set(phone_number_ids)
+        #: every business the sandbox knows; the default one holds ``phone_number_ids`` (None: it owns every
+        #: numeric phone number id that no other business owns)
+        self.businesses = BusinessRegistry()
+        self.default_business: Business = self.businesses.add(
+            waba_id=DEFAULT_WABA_ID,
+            name="Sandbox Business",
+            numbers=() if phone_number_ids is None else list(dict.fromkeys(phone_number_ids)),
+            system_user_id="100000000000009",
+            open_numbers=phone_number_ids is None,
+        )
         #: template name -> languages; None: any template is accepted
         self.templates: dict[str, set[str]] | None = (
             None if templates is None else {k: set(v) for k, v in templates.items()}
         )
         self.require_appsecret_proof = require_appsecret_proof
-        #: the WhatsApp Business Account id that debug_token's granular_scopes name
-        self.waba_id = "102290129340398"
         self.faults: list[Fault] = []
         self.received: list[ReceivedMessage] = []
         self.requests: list[RequestRecord] = []
@@ -133,6 +151,91 @@ class SandboxState:
 
         #: signed status webhooks to a registered callback URL (see ``sender.sandbox._webhooks``)
         self.webhooks = WebhookSender(self)
+        #: Embedded Signup codes (see ``routes/signup.py``)
+        self.signup_codes = SignupCodes()
+
+    @property
+    def waba_id(self) -> str:
+        """The default business's WABA id (what debug_token names for a token without granular scopes)."""
+        return self.default_business.waba_id
+
+    @property
+    def phone_number_ids(self) -> set[str] | None:
+        """The default business's phone number ids; None: any numeric id no other business owns is its own."""
+        business = self.default_business
+        return None if business.open_numbers else set(business.numbers)
+
+    # -- businesses -----------------------------------------------------------------------------------------
+    def token_wabas(self, record: TokenRecord) -> tuple[str, ...]:
+        """The WABA ids this token acts for (its granular scopes; the default business without any)."""
+        return token_wabas(record.granular_scopes, self.waba_id)
+
+    def may_act_for(self, record: TokenRecord, business: Business) -> bool:
+        return business.waba_id in self.token_wabas(record)
+
+    def add_business(
+        self,
+        *,
+        waba_id: str | None = None,
+        name: str | None = None,
+        numbers: int | Iterable[str] = 1,
+        token: str | bool = True,
+        expires_in: float | None = None,
+        business_id: str | None = None,
+    ) -> Business:
+        """A new business; ``token``: True issues a random token for it, a string registers that value, False
+        none (see :meth:`issue_business_token`)."""
+        with self.lock:
+            business = self.businesses.add(waba_id=waba_id, name=name, numbers=numbers, business_id=business_id)
+            if token is not False:
+                self.issue_business_token(
+                    business.waba_id, value=token if isinstance(token, str) else None, expires_in=expires_in
+                )
+            return business
+
+    def issue_business_token(
+        self, waba_id: str, *, value: str | None = None, expires_in: float | None = None, label: str | None = None
+    ) -> str:
+        """A business integration system user token of the app, scoped to this WABA; becomes its ``token``."""
+        with self.lock:
+            business = self.businesses.get(waba_id)
+            options: dict[str, Any] = {
+                "app_id": self.app.app_id,
+                "type": "SYSTEM_USER",
+                "user_id": business.system_user_id,
+                "granular_scopes": {scope: (business.waba_id,) for scope in BUSINESS_SCOPES},
+                "expires_in": expires_in,
+                "label": label or f"business:{business.waba_id}",
+            }
+            if value is None:
+                value = self.tokens.issue(**options)
+            else:
+                self.tokens.add(value, **options)
+            business.token = value
+            return value
+
+    def rotate_business_token(self, waba_id: str, *, revoke_old: bool = False, value: str | None = None) -> str:
+        """A new token like the business's current one (or a first one); the old stays valid unless
+        ``revoke_old``."""
+        with self.lock:
+            business = self.businesses.get(waba_id)
+            if business.token is None:
+                return self.issue_business_token(waba_id, value=value)
+            new = self.tokens.exchange(business.token, revoke_old=revoke_old, value=value)
+            business.token = new
+            return new
+
+    def business_tokens(self, waba_id: str) -> list[TokenRecord]:
+        """Every token that acts for this business (copies), oldest first."""
+        return [r for r in self.tokens.records() if waba_id in self.token_wabas(r)]
+
+    def revoke_business_tokens(self, waba_id: str, *, all: bool = False) -> int:
+        """Revoke the business's current token (``all``: every token acting for it); how many were revoked."""
+        with self.lock:
+            business = self.businesses.get(waba_id)
+            if not all:
+                return int(business.token is not None and self.tokens.revoke(business.token))
+            return sum(self.tokens.revoke(r.fingerprint) for r in self.business_tokens(waba_id))
 
     # -- faults ---------------------------------------------------------------------------------------------
     def queue(self, fault: Fault) -> None:
@@ -156,7 +259,14 @@ class SandboxState:
             return self._seq
 
     def record_message(
-        self, *, message_id: str, phone_number_id: str, to: str, body: Mapping[str, Any], token: TokenRecord
+        self,
+        *,
+        message_id: str,
+        phone_number_id: str,
+        to: str,
+        body: Mapping[str, Any],
+        token: TokenRecord,
+        waba_id: str | None = None,
     ) -> ReceivedMessage:
         with self.lock:
             message = ReceivedMessage(
@@ -168,6 +278,7 @@ class SandboxState:
                 body=dict(body),
                 token_fingerprint=token.fingerprint,
                 at=self.clock(),
+                waba_id=waba_id,
             )
             self.received.append(message)
         self.webhooks.on_message(message)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import math
 import secrets
 import string
 import threading
@@ -162,6 +163,8 @@ class TokenRegistry:
         """Register ``value`` as a token of ``app_id`` issued now (``expires_in`` seconds, None: never)."""
         if not value or any(c.isspace() for c in value):
             raise ValueError("a token value must be one non-empty word")
+        if expires_in is not None and not (isinstance(expires_in, (int, float)) and math.isfinite(expires_in)):
+            raise ValueError("expires_in must be a finite number of seconds (None: never expires)")
         now = int(self.clock())
         record = TokenRecord(
             value=value,

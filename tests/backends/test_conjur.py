@@ -328,9 +328,9 @@ async def test_async_bad_api_key(setup: Setup, monkeypatch: pytest.MonkeyPatch) 
         await backend.aclose()
 
 
-def test_api_key_env_unset_is_a_config_error(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(KEY_ENV)
-    with setup.make() as backend, pytest.raises(tokenstore.ConfigError, match=f"{KEY_ENV} is not set") as info:
+def test_api_key_env_unset_is_access_denied(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KEY_ENV)  # a store credential missing from the environment: the one rule (tokenstore/_errors.py)
+    with setup.make() as backend, pytest.raises(tokenstore.AccessDenied, match=f"{KEY_ENV} is not set") as info:
         backend.get_token()
     assert "token.conjur.authn.api_key" in str(info.value)
     assert setup.fake.counts["authn"] == 0

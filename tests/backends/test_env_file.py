@@ -128,7 +128,10 @@ def test_file_put_is_atomic_and_private(tmp_path: Path) -> None:
     backend.put_token(new)
     assert path.read_text() == new + "\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]  # no temporary file left behind
+    # no temporary file left behind; only the writers' lock file, private and empty
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".t.lock", "t"]
+    lock = tmp_path / ".t.lock"
+    assert lock.read_bytes() == b"" and stat.S_IMODE(lock.stat().st_mode) == 0o600
 
 
 def test_file_put_refuses_whitespace(tmp_path: Path) -> None:

@@ -586,13 +586,13 @@ def test_application_default_credentials(
         tls_server.reset_faults()
 
 
-def test_no_credentials_is_a_clear_config_error(
+def test_no_credentials_is_a_clear_error(
     tls_server: SecretManagerServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # NO_GCE_CHECK=true (conftest) keeps google-auth off the metadata server; no ADC file, no gcloud config
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
     with GcpBackend(PROJECT, "s", endpoint=tls_server.endpoint, ca_bundle=tls_server.ca_pem) as provider:
-        with pytest.raises(tokenstore.ConfigError, match="GOOGLE_APPLICATION_CREDENTIALS") as info:
+        with pytest.raises(tokenstore.AccessDenied, match="GOOGLE_APPLICATION_CREDENTIALS") as info:
             provider.get_token()
     assert "token.gcp" in str(info.value)
     bad = tmp_path / "bad.json"

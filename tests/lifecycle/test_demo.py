@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +30,38 @@ def test_demo_shows_the_lifecycle(capsys: pytest.CaptureFixture[str]) -> None:
     after = out[out.index("12. ") :]
     assert "HTTP 401 (Graph code 190)" in after and "HTTP 200" in after
     assert "all 3 texts delivered, each exactly once" in out
+
+
+def test_demo_shows_its_config_versions_as_times_and_the_next_step(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    folder = re.search(r"the config used, (\S+)/config\.yaml", out)
+    assert folder is not None and "app_secret:" in out and "backend: file" in out and "api_version: v27.0" in out
+    assert not Path(folder.group(1)).exists()  # removed without --keep
+    assert re.search(r"version \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} UTC", out)
+    assert not re.search(r"version \d{16,}", out)  # never a nanosecond count
+    assert out.rstrip().splitlines()[-1].startswith("Next: ")
+
+
+def test_demo_keep_leaves_the_folder(capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    assert main(["demo", "--keep"]) == 0
+    out = capsys.readouterr().out
+    kept = re.search(r"^Kept (\S+): config\.yaml", out, re.MULTILINE)
+    assert kept is not None
+    folder = Path(kept.group(1))
+    try:
+        assert (folder / "config.yaml").is_file() and (folder / "token").is_file()
+        assert (folder / "app_secret").stat().st_mode & 0o077 == 0
+        assert main(["show", "-c", str(folder / "config.yaml")]) == 0
+    finally:
+        shutil.rmtree(folder)
+    capsys.readouterr()
+
+
+def test_version_time() -> None:
+    from tokenstore.cli.demo import version_time
+
+    assert version_time("1764580207570190123") == "2025-12-01 09:10:07.570190 UTC"
+    assert version_time("3") == "3" and version_time(None) == "-"

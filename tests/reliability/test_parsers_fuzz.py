@@ -285,6 +285,9 @@ WHATSAPP_KEYS = [
     "retry",
     "pacing",
     "async_transport",
+    "max_connections",
+    "max_in_flight",
+    "queue_timeout",
 ]
 trees = st.recursive(
     scalars,

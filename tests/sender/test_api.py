@@ -116,7 +116,7 @@ def test_construction_does_no_io_and_asks_no_token(store: Store) -> None:
 async def test_async_construction_does_no_io(store: Store) -> None:
     provider = Counting(FileBackend(store.path))
     async with sender.AsyncSender(provider, phone_number_id="123456") as s:
-        assert "graph.facebook.com" in s.messages_url and "/v26.0/123456/messages" in s.messages_url
+        assert "graph.facebook.com" in s.messages_url and "/v27.0/123456/messages" in s.messages_url
     assert provider.calls == 0
 
 

@@ -174,8 +174,8 @@ def test_rotation_picked_up_within_ttl_without_a_401(sandbox: Sandbox, store: St
     assert all(r.status == 200 for r in sandbox.requests)
 
 
-@pytest.mark.parametrize("timed", [False, True])
-def test_appsecret_proof(tmp_path, caplog: pytest.LogCaptureFixture, timed: bool) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("timed", "transport"), [(False, "urllib3"), (True, "urllib3"), (False, "httpx")])
+def test_appsecret_proof(tmp_path, caplog: pytest.LogCaptureFixture, timed: bool, transport: str) -> None:  # type: ignore[no-untyped-def]
     with Sandbox(require_appsecret_proof=True) as sandbox:
         token = sandbox.issue_token(value=canary())
         (tmp_path / "t").write_text(token)
@@ -186,7 +186,10 @@ def test_appsecret_proof(tmp_path, caplog: pytest.LogCaptureFixture, timed: bool
             with pytest.raises(InvalidRequest, match="appsecret_proof"):
                 plain.send_text(TO, "no proof")
         mode = "timed" if timed else True
-        with make_sender(sandbox, provider, app_secret=FileBackend(secret_path), appsecret_proof=mode) as client:
+        with make_sender(
+            sandbox, provider, app_secret=FileBackend(secret_path), appsecret_proof=mode, sync_transport=transport
+        ) as client:
+            assert client.transport_name == transport
             assert client.send_text(TO, "with proof").message_id
         secret_path.write_text("0" * 32)
         with make_sender(sandbox, provider, app_secret=FileBackend(secret_path)) as wrong:
@@ -195,7 +198,9 @@ def test_appsecret_proof(tmp_path, caplog: pytest.LogCaptureFixture, timed: bool
         paths = [r.path for r in sandbox.requests]
     assert sandbox.received_counts() == {"with proof": 1}
     assert "appsecret_proof=[redacted]" in paths[1]
-    logged = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    # httpx logs each request line at INFO, urllib3 at DEBUG: both redacted
+    logger = "httpx" if transport == "httpx" else "urllib3.connectionpool"
+    logged = [r.getMessage() for r in caplog.records if r.name == logger]
     assert any("appsecret_proof=[redacted]" in line for line in logged)
     assert not any(re.search(r"appsecret_proof=[0-9a-f]{64}", line) for line in logged)
     assert ("appsecret_time=" in paths[1]) is timed

@@ -68,7 +68,7 @@ def test_config_env_and_defaults(tmp_path: Path, store: Store, monkeypatch: pyte
     monkeypatch.setenv("TOKENSTORE_CONFIG", str(path))
     with sender.Sender.from_config() as client:
         assert client.phone_number_id == "1234567"
-        assert client.messages_url == "https://graph.facebook.com/v26.0/1234567/messages"
+        assert client.messages_url == "https://graph.facebook.com/v27.0/1234567/messages"
         assert client.retry == RetryPolicy() and client.pacer is None and client.app_secret is None
 
 
@@ -77,7 +77,7 @@ def test_config_env_and_defaults(tmp_path: Path, store: Store, monkeypatch: pyte
     [
         ({"phone_number_id": None}, "whatsapp.phone_number_id", "required"),
         ({"phone_number_id": "+1555"}, "whatsapp.phone_number_id", "numeric"),
-        ({"api_version": "26.0"}, "whatsapp.api_version", "v26.0"),
+        ({"api_version": "26.0"}, "whatsapp.api_version", "v27.0"),
         ({"base_url": "http://graph.facebook.com"}, "whatsapp.base_url", "plain http"),
         ({"base_url": "https://u:p@graph.facebook.com"}, "whatsapp.base_url", "credentials"),
         ({"timeout": "soon"}, "whatsapp.timeout", "number"),

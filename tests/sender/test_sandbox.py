@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from sender.sandbox import SIXTY_DAYS, ManualClock, Route, Sandbox, graph_error, versioned
 from tests.contract import canary
@@ -306,6 +307,11 @@ def test_command_line(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert f"http://127.0.0.1:{port}" in out and "sha256:" in out and "sandbox stopped" in out
+    snippet = out[out.index("Point a config at it:\n") :].splitlines()[1:4]
+    config = yaml.safe_load("\n".join(line.strip() for line in snippet))  # the printed config works as it is
+    assert config["token"] == {"backend": "file", "file": {"path": str(token_file)}}
+    assert config["app_secret"] == {"backend": "file", "file": {"path": str(secret_file)}}
+    assert config["whatsapp"]["base_url"] == f"http://127.0.0.1:{port}"
     assert token not in out + err and env["SB_EXTRA"] not in out + err
     assert json.dumps(state)  # JSON all the way
 

@@ -3,9 +3,10 @@
 Serves, over TLS from a ``trustme`` CA (:class:`tests.servers.LocalTLS`), what the real ``SecretClient`` (sync and
 aio) and ``ClientSecretCredential`` send:
 
-* Key Vault: ``GET /secrets/{name}/`` (latest), ``GET /secrets/{name}/{version}``, ``PUT /secrets/{name}``,
-  ``GET /secrets`` (list: ``maxresults`` 1-25, default 25, pages chained by an absolute ``nextLink`` carrying
-  ``$skiptoken``, as Key Vault sends it), each with a required, known ``api-version``; bodies in Key Vault's JSON shape (``value``, ``id``,
+* Key Vault: ``GET /secrets/{name}/`` (latest), ``GET /secrets/{name}/{version}``, ``PUT /secrets/{name}``
+  (stores ``attributes.exp``/``nbf`` as sent, unix seconds, and returns them), ``GET /secrets`` (list:
+  ``maxresults`` 1-25, default 25, pages chained by an absolute ``nextLink`` carrying ``$skiptoken``, as Key Vault
+  sends it), each with a required, known ``api-version``; bodies in Key Vault's JSON shape (``value``, ``id``,
   ``attributes`` with ``enabled``/``exp``/``nbf``/...); errors as Key Vault sends them (``SecretNotFound`` 404,
   403 ``Forbidden``/``SecretDisabled`` for a disabled secret, 429 ``Throttled`` with ``Retry-After``, ...).
 * Authentication as Key Vault does it: a request without a bearer token gets the 401 challenge
@@ -225,6 +226,13 @@ class KeyVaultServer:
         with self._lock:
             return [v.value for v in self._secrets.get(name, [])]
 
+    def versions(self, name: str) -> list[SecretVersion]:
+        """Copies of every version of ``name``, oldest first (version id, value, enabled, exp, nbf)."""
+        import dataclasses
+
+        with self._lock:
+            return [dataclasses.replace(v) for v in self._secrets.get(name, [])]
+
     def fail_next(
         self, status: int, count: int = 1, *, code: str = "", retry_after: str | None = None, inner: str | None = None
     ) -> None:
@@ -373,7 +381,15 @@ class KeyVaultServer:
         if not isinstance(data, dict) or not isinstance(data.get("value"), str):
             return 400, {}, _error("BadParameter", "Property value is required.")
         attributes = data.get("attributes") or {}
-        version = SecretVersion(uuid.uuid4().hex, data["value"], enabled=attributes.get("enabled", True))
+        times: dict[str, int | None] = {}
+        for key in ("exp", "nbf"):
+            value = attributes.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                return 400, {}, _error("BadParameter", f"Property attributes.{key} must be a unix time (integer).")
+            times[key] = value
+        version = SecretVersion(
+            uuid.uuid4().hex, data["value"], enabled=attributes.get("enabled", True), exp=times["exp"], nbf=times["nbf"]
+        )
         with self._lock:
             self._secrets.setdefault(name, []).append(version)
         return 200, {}, self._bundle(name, version)

@@ -46,24 +46,36 @@ from .._errors import (
     ProviderError,
     SecretMalformed,
     SecretNotFound,
+    WriteConflict,
     WriteNotSupported,
 )
+from .._masking import masked_logger
 from .._parsing import json_object, new_token_value, token_from_text
-from .._provider import Backend
+from .._provider import Backend, check_expected
 from .._registry import import_sdk
 from .._token import Token, fingerprint_of
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["AssumeRole", "AwsBackend"]
 
-logger = logging.getLogger("tokenstore.backends.aws")
+class StageConflict(WriteConflict):
+    """A version-stage move AWS refused because the stage is not where the caller said it was (the
+    compare-and-set of ``RemoveFromVersionId``): someone else moved it. A :class:`~tokenstore.WriteConflict`."""
+
+
+__all__ = ["AWSCURRENT", "AWSPENDING", "AWSPREVIOUS", "AssumeRole", "AwsBackend", "SecretVersions", "StageConflict"]
+
+logger = masked_logger("tokenstore.backends.aws")
 
 T = TypeVar("T")
 
 SERVICES = ("secretsmanager", "ssm")
 AWSCURRENT = "AWSCURRENT"
+AWSPENDING = "AWSPENDING"
+AWSPREVIOUS = "AWSPREVIOUS"
+#: the stage label a compare-and-set write parks its new version under until it moves AWSCURRENT
+STAGED = "TOKENSTORE_STAGED"
 _OPTIONS = (
     "service",
     "secret_id",
@@ -125,6 +137,31 @@ _DENIED = {
     "ExpiredToken",
     "AuthFailure",
 }
+
+
+@dataclass(frozen=True)
+class SecretVersions:
+    """A Secrets Manager secret's identity and version stages (``DescribeSecret`` + ``ListSecretVersionIds``);
+    no value. The rotation steps read it to decide what is left to do."""
+
+    arn: str
+    name: str
+    #: version id -> its staging labels (``AWSCURRENT``, ``AWSPENDING``, ``AWSPREVIOUS``, custom ones)
+    stages: dict[str, tuple[str, ...]]
+    #: version id -> when the version was created (where ``ListSecretVersionIds`` says)
+    created: dict[str, dt.datetime]
+    rotation_enabled: bool = False
+
+    def version_with(self, stage: str) -> str | None:
+        """The version id that carries ``stage`` (a stage is on one version at most), or None."""
+        for version, labels in self.stages.items():
+            if stage in labels:
+                return version
+        return None
+
+    def names(self) -> tuple[str, str]:
+        """The secret's name and ARN: either identifies it in an API call or an event."""
+        return self.name, self.arn
 
 
 @dataclass(frozen=True)
@@ -496,8 +533,8 @@ class AwsBackend(Backend):
         )
         if isinstance(exc, credentials):
             return AccessDenied(
-                f"no usable AWS credentials ({type(exc).__name__}): configure boto3's chain (environment, "
-                "profile, web identity, container or instance role)",
+                f"the store's credential is missing: no usable AWS credentials ({type(exc).__name__}): configure "
+                "boto3's chain (environment, profile, web identity, container or instance role)",
                 source=src,
             )
         if isinstance(exc, bx.SSLError):
@@ -593,7 +630,15 @@ class AwsBackend(Backend):
             return f"version {self.parameter_version}"
         return None
 
-    def put_token(self, value: str) -> str | None:
+    @property
+    def supports_compare_and_set(self) -> bool:
+        """Secrets Manager: ``put_token(value, expected=...)`` stages the new version under a label of its own,
+        then moves AWSCURRENT to it with ``RemoveFromVersionId`` = the version it compared, which AWS refuses
+        once another writer moved AWSCURRENT: of concurrent writers exactly one wins. SSM's PutParameter takes
+        no condition: read, compare, write (a window of one round trip)."""
+        return self.service == "secretsmanager"
+
+    def put_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
         """Write a new version (Secrets Manager: the new AWSCURRENT; SSM: a new SecureString version)."""
         pinned = self._pinned()
         if pinned is not None:
@@ -602,9 +647,70 @@ class AwsBackend(Backend):
                 source=self.source,
             )
         value = new_token_value(value, source=self.source)
-        version = self._put_secret(value) if self.service == "secretsmanager" else self._put_parameter(value)
+        if self.service == "secretsmanager":
+            version = self._put_secret(value) if expected is None else self._put_secret_if(value, expected)
+        else:
+            if expected is not None:
+                check_expected(self._current_or_none(), expected, source=self.source)
+            version = self._put_parameter(value)
         logger.info("wrote a new token to %s (version %s, %s)", self.source, version, fingerprint_of(value))
         return version
+
+    def _put_secret_if(self, value: str, expected: Token | str) -> str:
+        text, current_id = self._read_secret(None, AWSCURRENT)
+        check_expected(Token(self._extract(text), source=self.source, version=current_id), expected, source=self.source)
+        payload = value
+        if self.key is not None:
+            data = json_object(text, source=self.source, key=self.key, action="write", what=self._where())
+            data[self.key] = value
+            payload = json.dumps(data)
+        request_token = str(uuid.uuid4())
+        response = self._call(
+            "secretsmanager:PutSecretValue",
+            lambda c: c.put_secret_value(
+                SecretId=self.secret_id, SecretString=payload, ClientRequestToken=request_token, VersionStages=[STAGED]
+            ),
+        )
+        new_id = response.get("VersionId")
+        if not new_id:
+            raise BackendUnavailable("AWS's answer to PutSecretValue carried no VersionId", source=self.source)
+
+        def move(c: Any) -> bool:
+            from botocore.exceptions import ClientError
+
+            try:
+                c.update_secret_version_stage(
+                    SecretId=self.secret_id,
+                    VersionStage=AWSCURRENT,
+                    MoveToVersionId=new_id,
+                    RemoveFromVersionId=current_id,
+                )
+            except ClientError as exc:
+                code = str(((getattr(exc, "response", None) or {}).get("Error") or {}).get("Code") or "")
+                if code == "InvalidParameterException":  # AWSCURRENT is no longer on the version we compared
+                    return False
+                raise
+            return True
+
+        try:
+            moved = self._call("secretsmanager:UpdateSecretVersionStage", move)
+        finally:
+            try:  # the parking label is ours: never leave it behind
+                self._call(
+                    "secretsmanager:UpdateSecretVersionStage",
+                    lambda c: c.update_secret_version_stage(
+                        SecretId=self.secret_id, VersionStage=STAGED, RemoveFromVersionId=new_id
+                    ),
+                )
+            except ProviderError:
+                logger.warning("%s: could not remove the stage label %s from version %s", self.source, STAGED, new_id)
+        if not moved:
+            raise WriteConflict(
+                f"not written: AWSCURRENT of {self._where()} moved off version {current_id} before ours could take "
+                f"it: another writer got there first (our version {new_id} holds no stage)",
+                source=self.source,
+            )
+        return str(new_id)
 
     def _put_secret(self, value: str) -> str:
         payload = value
@@ -651,6 +757,132 @@ class AwsBackend(Backend):
         if version is None:
             raise BackendUnavailable("AWS's answer to PutParameter carried no Version", source=self.source)
         return str(version)
+
+    # -- version stages (the rotation steps of a Secrets Manager rotation function) --------------------------
+    def _rotatable(self, what: str) -> None:
+        if self.service != "secretsmanager":
+            raise WriteNotSupported(
+                f"{what} needs Secrets Manager; SSM parameters have no version stages", source=self.source
+            )
+
+    def describe_versions(self) -> SecretVersions:
+        """The secret's ARN, name and which version carries which stage (``DescribeSecret``, then
+        ``ListSecretVersionIds`` for the versions' creation dates). No value is read."""
+        self._rotatable("describe_versions")
+        described = self._call("secretsmanager:DescribeSecret", lambda c: c.describe_secret(SecretId=self.secret_id))
+        stages = {
+            str(version): tuple(str(label) for label in labels)
+            for version, labels in (described.get("VersionIdsToStages") or {}).items()
+        }
+        listed = self._call(
+            "secretsmanager:ListSecretVersionIds",
+            lambda c: c.list_secret_version_ids(SecretId=self.secret_id, MaxResults=100),
+        )
+        created: dict[str, dt.datetime] = {}
+        for entry in listed.get("Versions") or []:
+            when = entry.get("CreatedDate")
+            if entry.get("VersionId") and isinstance(when, dt.datetime):
+                created[str(entry["VersionId"])] = when.astimezone(dt.timezone.utc)
+        return SecretVersions(
+            arn=str(described.get("ARN") or ""),
+            name=str(described.get("Name") or ""),
+            stages=stages,
+            created=created,
+            rotation_enabled=bool(described.get("RotationEnabled")),
+        )
+
+    def get_token_at(self, *, stage: str | None = None, version_id: str | None = None) -> Token:
+        """The token a given version holds: by ``version_id``, by ``stage``, or both (AWS then checks they
+        agree). :class:`~tokenstore.SecretNotFound` when that version has no value (AWSPENDING before
+        createSecret wrote it)."""
+        self._rotatable("get_token_at")
+        if stage is None and version_id is None:
+            raise ValueError("give a stage, a version_id, or both")
+        kwargs: dict[str, Any] = {"SecretId": self.secret_id}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        if stage:
+            kwargs["VersionStage"] = stage
+        where = " ".join(
+            p for p in (f"stage {stage}" if stage else "", f"version {version_id}" if version_id else "") if p
+        )
+        try:
+            response = self._call("secretsmanager:GetSecretValue", lambda c: c.get_secret_value(**kwargs))
+        except SecretNotFound as exc:
+            raise SecretNotFound(f"secret {self.secret_id!r} has no value at {where}", source=self.source) from exc
+        text = response.get("SecretString")
+        if not isinstance(text, str):
+            raise SecretMalformed(f"secret {self.secret_id!r} ({where}) holds no string", source=self.source)
+        version = response.get("VersionId")
+        return Token(
+            self._extract(text),
+            source=self.source,
+            version=str(version) if version else None,
+            fetched_at=dt.datetime.now(dt.timezone.utc),
+        )
+
+    def put_pending(self, value: str, *, client_request_token: str, stage: str = AWSPENDING) -> str:
+        """Write ``value`` as a new version labelled ``stage`` only (``PutSecretValue`` with ``VersionStages``
+        and ``ClientRequestToken`` as the version id): readers of AWSCURRENT do not see it until
+        :meth:`move_stage`. With ``key`` the other fields of the AWSCURRENT JSON object are kept. Returns the
+        version id. Idempotent for the same token and value; AWS refuses the same token with another value."""
+        self._rotatable("put_pending")
+        if self._pinned() is not None:
+            raise WriteNotSupported(f"pinned to {self._pinned()}: rotate the AWSCURRENT reader", source=self.source)
+        value = new_token_value(value, source=self.source)
+        payload = value
+        if self.key is not None:
+            current, _ = self._read_secret(None, AWSCURRENT)
+            data = json_object(current, source=self.source, key=self.key, action="write", what=self._where())
+            data[self.key] = value
+            payload = json.dumps(data)
+        response = self._call(
+            "secretsmanager:PutSecretValue",
+            lambda c: c.put_secret_value(
+                SecretId=self.secret_id,
+                ClientRequestToken=client_request_token,
+                SecretString=payload,
+                VersionStages=[stage],
+            ),
+        )
+        version = str(response.get("VersionId") or client_request_token)
+        logger.info(
+            "wrote a new token to %s as %s (version %s, %s)", self.source, stage, version, fingerprint_of(value)
+        )
+        return version
+
+    def move_stage(self, stage: str, *, to_version: str, from_version: str | None = None) -> None:
+        """Move ``stage`` to ``to_version`` (``UpdateSecretVersionStage``). ``from_version`` is the version that
+        must carry it now (AWS refuses otherwise: a compare-and-set); moving AWSCURRENT makes the old version
+        AWSPREVIOUS. Moving a stage onto the version that already carries it is a no-op."""
+        self._rotatable("move_stage")
+        kwargs: dict[str, Any] = {"SecretId": self.secret_id, "VersionStage": stage, "MoveToVersionId": to_version}
+        if from_version:
+            kwargs["RemoveFromVersionId"] = from_version
+        self._stage_call(kwargs, f"move {stage} to version {to_version}")
+        logger.info("moved %s of %s to version %s (from %s)", stage, self.source, to_version, from_version or "-")
+
+    def remove_stage(self, stage: str, *, from_version: str) -> None:
+        """Take ``stage`` off ``from_version`` (e.g. AWSPENDING at the end of a rotation)."""
+        self._rotatable("remove_stage")
+        self._stage_call(
+            {"SecretId": self.secret_id, "VersionStage": stage, "RemoveFromVersionId": from_version},
+            f"remove {stage} from version {from_version}",
+        )
+        logger.info("removed %s from version %s of %s", stage, from_version, self.source)
+
+    def _stage_call(self, kwargs: dict[str, Any], what: str) -> None:
+        try:
+            self._call("secretsmanager:UpdateSecretVersionStage", lambda c: c.update_secret_version_stage(**kwargs))
+        except ProviderError as exc:
+            cause = exc.__cause__
+            code = str(((getattr(cause, "response", None) or {}).get("Error") or {}).get("Code") or "")
+            if code in ("InvalidParameterException", "InvalidRequestException"):
+                raise StageConflict(
+                    f"AWS refused to {what} ({code}): the stages changed meanwhile (another rotation or writer)",
+                    source=self.source,
+                ) from cause
+            raise
 
     # -- many tenants: one secret or parameter per tenant, one boto3 client for all --------------------------
     tenant_options = ("secret_id", "parameter")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
-import logging
 import re
 import threading
 from dataclasses import dataclass
@@ -41,8 +40,9 @@ from .._errors import (
     SecretNotFound,
     WriteNotSupported,
 )
+from .._masking import masked_logger
 from .._parsing import new_token_value, one_word
-from .._provider import Backend
+from .._provider import Backend, check_expected
 from .._registry import import_sdk
 from .._token import Token
 
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AzureBackend", "AzureCredentialConfig"]
 
-logger = logging.getLogger("tokenstore.backends.azure")
+logger = masked_logger("tokenstore.backends.azure")
 
 _OPTIONS = (
     "vault_url",
@@ -123,12 +123,12 @@ class AzureCredentialConfig:
             tenant_id=tenant_id,
             client_id=client_id,
             client_secret=client_secret,
-            token_file=section.get_str("token_file", None),
+            token_file=section.get_path("token_file", None),
             authority=authority,
             disable_instance_discovery=section.get_bool("disable_instance_discovery", False),
         )
 
-    def build(self, *, aio: bool, ca_bundle: str | None) -> Any:
+    def build(self, *, aio: bool, ca_bundle: str | None, source: str | None = None) -> Any:
         """The azure-identity credential (from ``azure.identity.aio`` when ``aio``). No network I/O."""
         identity = _sdk("azure.identity.aio" if aio else "azure.identity")
         kwargs: dict[str, Any] = dict(_CREDENTIAL_RETRY)
@@ -142,7 +142,9 @@ class AzureCredentialConfig:
             kwargs["disable_instance_discovery"] = True
         if self.method == "client_secret":
             assert self.client_secret is not None and self.tenant_id is not None and self.client_id is not None
-            return identity.ClientSecretCredential(self.tenant_id, self.client_id, self.client_secret.read(), **kwargs)
+            return identity.ClientSecretCredential(
+                self.tenant_id, self.client_id, self.client_secret.read(source=source), **kwargs
+            )
         if self.method == "workload_identity":
             return identity.WorkloadIdentityCredential(
                 tenant_id=self.tenant_id, client_id=self.client_id, token_file_path=self.token_file, **kwargs
@@ -249,7 +251,7 @@ class AzureBackend(Backend):
         else:
             credential_section = section.get_section("credential")
         credential = AzureCredentialConfig.from_section(credential_section)
-        ca_bundle = section.get_str("ca_bundle", None)
+        ca_bundle = section.get_path("ca_bundle", None)
         if ca_bundle is not None and not Path(ca_bundle).is_file():
             section.fail("ca_bundle", f"file {ca_bundle} does not exist")
         if credential.token_file is not None and not Path(credential.token_file).is_file():
@@ -293,7 +295,7 @@ class AzureBackend(Backend):
     def _make_credential(self, *, aio: bool) -> Any:
         assert self._credential_config is not None
         try:
-            return self._credential_config.build(aio=aio, ca_bundle=self.ca_bundle)
+            return self._credential_config.build(aio=aio, ca_bundle=self.ca_bundle, source=self.source)
         except (ConfigError, ImportError):
             raise
         except ValueError as exc:  # e.g. workload identity without tenant/client/token file in config or env
@@ -446,20 +448,36 @@ class AzureBackend(Backend):
             )
         return new_token_value(value, source=self.source)
 
-    def put_token(self, value: str) -> str | None:
+    def put_token(
+        self, value: str, *, expected: Token | str | None = None, expires_at: dt.datetime | None = None
+    ) -> str | None:
+        """A new version (``set_secret``). With ``expected``: read, compare, then write - Key Vault has no
+        conditional write, so a writer between the two calls is not noticed (``supports_compare_and_set`` is
+        False; the refresh detects it afterwards by reading back). ``expires_at`` becomes the version's ``exp``
+        attribute (``expires_on``): give the token's own expiry, and Key Vault's ``SecretNearExpiry`` event
+        fires 30 days before it."""
         value = self._check_writable(value)
+        options = _expiry(expires_at)
+        if expected is not None:
+            check_expected(self._current_or_none(), expected, source=self.source)
         client = self._sync_client()
         try:
-            secret = client.set_secret(self.secret_name, value)
+            secret = client.set_secret(self.secret_name, value, **options)
         except Exception as exc:
             raise self._translate(exc, "write") from exc
         return self._written(secret)
 
-    async def aput_token(self, value: str) -> str | None:
+    async def aput_token(
+        self, value: str, *, expected: Token | str | None = None, expires_at: dt.datetime | None = None
+    ) -> str | None:
+        """See :meth:`put_token`."""
         value = self._check_writable(value)
+        options = _expiry(expires_at)
+        if expected is not None:
+            check_expected(await self._acurrent_or_none(), expected, source=self.source)
         client = await self._async_client()
         try:
-            secret = await client.set_secret(self.secret_name, value)
+            secret = await client.set_secret(self.secret_name, value, **options)
         except Exception as exc:
             raise self._translate(exc, "write") from exc
         return self._written(secret)
@@ -483,11 +501,13 @@ class AzureBackend(Backend):
                     "could not reach the Microsoft Entra token endpoint to get a token", source=source
                 )
             kind = type(exc).__name__
-            hint = (
-                "no credential is available in this environment; configure credential: in the config"
-                if kind == "CredentialUnavailableError"
-                else "the token request was refused: check tenant_id, client_id and the client secret"
-            )
+            if kind == "CredentialUnavailableError":
+                return AccessDenied(
+                    "the store's credential is missing: no Azure credential is available in this environment "
+                    f"({kind}); configure credential: in the config",
+                    source=source,
+                )
+            hint = "the token request was refused: check tenant_id, client_id and the client secret"
             return AccessDenied(f"could not get a token for Key Vault ({kind}): {hint}", source=source)
         if isinstance(exc, ex.HttpResponseError) and getattr(exc, "status_code", None) is not None:
             status = int(exc.status_code)
@@ -593,6 +613,16 @@ class AzureBackend(Backend):
                 except Exception:
                     logger.debug("closing the async Key Vault client failed", exc_info=True)
         self.close()
+
+
+def _expiry(expires_at: dt.datetime | None) -> dict[str, Any]:
+    if expires_at is None:
+        return {}
+    if not isinstance(expires_at, dt.datetime):
+        raise TypeError("expires_at must be a datetime")
+    if expires_at.tzinfo is None:
+        raise ValueError("expires_at must be timezone-aware (UTC)")
+    return {"expires_on": expires_at.astimezone(dt.timezone.utc)}
 
 
 def _utc(value: Any) -> dt.datetime | None:

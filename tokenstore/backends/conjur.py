@@ -31,7 +31,6 @@ import base64
 import binascii
 import hmac
 import json
-import logging
 import re
 import ssl
 import threading
@@ -55,14 +54,15 @@ from .._errors import (
     TokenStoreError,
     WriteNotSupported,
 )
+from .._masking import masked_logger
 from .._parsing import json_object, new_token_value, string_under_key, token_from_text
-from .._provider import Backend
+from .._provider import Backend, check_expected
 from .._token import Token
 from .._version import __version__
 
 __all__ = ["ConjurBackend"]
 
-logger = logging.getLogger("tokenstore.backends.conjur")
+logger = masked_logger("tokenstore.backends.conjur")
 
 T = TypeVar("T")
 
@@ -318,7 +318,7 @@ class ConjurBackend(Backend):
             service_id = authn_sec.get_str("service_id")
             jwt = authn_sec.get_secret_ref("jwt", required=True)
 
-        ca_bundle = section.get_str("ca_bundle", None)
+        ca_bundle = section.get_path("ca_bundle", None)
         verify = section.get_bool("verify", True)
         if not verify and ca_bundle:
             section.fail("verify", "is false while ca_bundle is set: drop one (verification should stay on)")
@@ -384,10 +384,10 @@ class ConjurBackend(Backend):
     def _auth_call(self) -> _Call:
         headers = {"Accept": "application/json"}
         if self.authn == "api_key":
-            key = self.api_key.read()
+            key = self.api_key.read(source=self.source)
             return _Call("POST", self._auth_url, {**headers, "Content-Type": "text/plain"}, content=key.encode())
         assert self.jwt is not None
-        return _Call("POST", self._auth_url, headers, data={"jwt": self.jwt.read()})
+        return _Call("POST", self._auth_url, headers, data={"jwt": self.jwt.read(source=self.source)})
 
     def _login_flow(self) -> _Flow[_Access]:
         started = self._clock()
@@ -469,7 +469,7 @@ class ConjurBackend(Backend):
         value = self._extract(raw)
         return Token(value, source=self.source, version=str(self.version) if self.version is not None else None)
 
-    def _put_flow(self, value: str) -> _Flow[str | None]:
+    def _put_flow(self, value: str, expected: Token | str | None = None) -> _Flow[str | None]:
         if self.version is not None:
             raise WriteNotSupported(
                 f"this provider reads the pinned version {self.version}, so a new version would not change what it "
@@ -477,6 +477,13 @@ class ConjurBackend(Backend):
                 source=self.source,
             )
         value = new_token_value(value, source=self.source)
+        if expected is not None:  # Conjur has no conditional write: read, compare, then write (a window)
+            raw = yield from self._read_flow(None, missing_ok=True)
+            held: Token | None = None
+            if raw is not None:
+                latest = (yield from self._latest_version_flow()) if isinstance(expected, str) else None
+                held = Token(self._extract(raw), source=self.source, version=None if latest is None else str(latest))
+            check_expected(held, expected, source=self.source)
         if self.key is not None:
             current = yield from self._read_flow(None, missing_ok=True)
             data: dict[str, Any] = {}
@@ -877,11 +884,11 @@ class ConjurBackend(Backend):
     def supports_write(self) -> bool:
         return self.version is None
 
-    def put_token(self, value: str) -> str | None:
-        return self._run(self._put_flow(value))
+    def put_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
+        return self._run(self._put_flow(value, expected))
 
-    async def aput_token(self, value: str) -> str | None:
-        return await self._arun(self._put_flow(value))
+    async def aput_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
+        return await self._arun(self._put_flow(value, expected))
 
     # -- many tenants: one variable per tenant, one access token for all --------------------------------------
     tenant_options = ("variable",)

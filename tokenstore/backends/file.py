@@ -4,29 +4,40 @@ The file is re-read when it changes (a ``stat`` per fetch; the contents only whe
 moved), so a secret that Kubernetes swaps under a mounted volume is seen without a restart. ``put_token``
 replaces it atomically (write a 0600 temporary file in the same folder, fsync, rename). A file that group or
 others may read is used, with one warning naming it.
+
+Writers serialise on a lock file beside the token (``.NAME.lock``, ``flock``), so ``put_token(value,
+expected=token)`` is a compare-and-set among every process of this library writing the file: of several
+replicas refreshing at once, one writes and the others get :class:`~tokenstore.WriteConflict`. A writer that
+does not take the lock (an editor, kubelet, Vault Agent) is not covered.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 import stat
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
 
 from .._config import Section
 from .._errors import AccessDenied, BackendUnavailable, SecretMalformed, SecretNotFound
+from .._masking import masked_logger
 from .._parsing import json_object, new_token_value, token_from_text
-from .._provider import Backend
+from .._provider import Backend, check_expected
 from .._token import Token
 
 __all__ = ["FileBackend"]
 
-logger = logging.getLogger("tokenstore.backends.file")
+logger = masked_logger("tokenstore.backends.file")
 
 
 class FileBackend(Backend):
@@ -49,7 +60,7 @@ class FileBackend(Backend):
     def from_config(cls, section: Section) -> FileBackend:
         section.reject_unknown(("path", "key", "warn_permissions"))
         return cls(
-            section.get_str("path"),
+            section.get_path("path"),
             key=section.get_str("key", None),
             warn_permissions=section.get_bool("warn_permissions", True),
         )
@@ -128,8 +139,49 @@ class FileBackend(Backend):
             self._seen = None
             self._token = None
 
-    def put_token(self, value: str) -> str | None:
+    @property
+    def supports_compare_and_set(self) -> bool:
+        return fcntl is not None
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock file writers take (beside the token file; never holds a secret)."""
+        return self.path.with_name(f".{self.path.name}.lock")
+
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            raise SecretNotFound(f"the folder {self.path.parent} does not exist", source=self.source) from None
+        except PermissionError:
+            raise AccessDenied(
+                f"permission denied creating the lock file {self.lock_path}", source=self.source
+            ) from None
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot open the lock file ({exc.strerror})", source=self.source) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def put_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
         value = new_token_value(value, source=self.source)
+        with self._write_lock():
+            if expected is not None:
+                self.invalidate()
+                try:
+                    current: Token | None = self.get_token()
+                except SecretNotFound:
+                    current = None
+                check_expected(current, expected, source=self.source)
+            return self._write(value)
+
+    def _write(self, value: str) -> str | None:
         if self.key is not None:
             data: dict[str, object] = {}
             if self.path.exists():

@@ -36,8 +36,9 @@ from .._errors import (
     SecretNotFound,
     WriteNotSupported,
 )
+from .._masking import masked_logger
 from .._parsing import json_object, new_token_value, token_from_text
-from .._provider import Backend
+from .._provider import Backend, check_expected
 from .._registry import import_sdk
 from .._token import Token
 
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["GcpBackend"]
 
-logger = logging.getLogger("tokenstore.backends.gcp")
+logger = masked_logger("tokenstore.backends.gcp")
 
 _SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 _PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:_-]*\Z")  # an id, a number, or a domain-scoped "example.com:id"
@@ -177,8 +178,8 @@ class GcpBackend(Backend):
             if "://" in endpoint or not _ENDPOINT.match(endpoint):
                 section.fail("endpoint", "must be host or host:port (no scheme), e.g. 127.0.0.1:8085")
         plaintext = section.get_bool("plaintext", False)
-        credentials_file = section.get_str("credentials_file", None)
-        ca_bundle = section.get_str("ca_bundle", None)
+        credentials_file = section.get_path("credentials_file", None)
+        ca_bundle = section.get_path("ca_bundle", None)
         if plaintext:
             if endpoint is None:
                 section.fail("plaintext", "needs endpoint: (an emulator or local server); Google's API is TLS only")
@@ -230,10 +231,11 @@ class GcpBackend(Backend):
             try:
                 creds, _ = auth.default(scopes=_SCOPES)
             except auth_exceptions.DefaultCredentialsError as exc:
-                raise self._config_error(
-                    None,
-                    "no Google credentials found: run on GCP with a service account, set "
-                    "GOOGLE_APPLICATION_CREDENTIALS, or give credentials_file",
+                raise AccessDenied(
+                    "the store's credential is missing: no Google credentials in this environment (run on GCP "
+                    f"with a service account, set GOOGLE_APPLICATION_CREDENTIALS, or give {self.config_field}"
+                    ".credentials_file)",
+                    source=self.source,
                 ) from exc
             self._credentials = creds
         return self._credentials
@@ -433,8 +435,13 @@ class GcpBackend(Backend):
         obj[key] = value
         return json.dumps(obj).encode("utf-8")
 
-    def put_token(self, value: str) -> str | None:
+    def put_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
+        """A new version (``add_secret_version``). With ``expected``: read ``latest``, compare, then add - Secret
+        Manager's versions take no precondition, so a writer between the two calls is not noticed
+        (``supports_compare_and_set`` is False; the refresh detects it afterwards by reading back)."""
         value = self._check_writable(value)
+        if expected is not None:
+            check_expected(self._current_or_none(), expected, source=self.source)
         client = self._sync_client()
         if self.key is None:
             data = value.encode("utf-8")
@@ -465,8 +472,10 @@ class GcpBackend(Backend):
             raise self._translate(exc, "write") from exc
         return self._written(created)
 
-    async def aput_token(self, value: str) -> str | None:
+    async def aput_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
         value = self._check_writable(value)
+        if expected is not None:
+            check_expected(await self._acurrent_or_none(), expected, source=self.source)
         client = await self._async_client()
         if self.key is None:
             data = value.encode("utf-8")
@@ -583,10 +592,10 @@ class GcpBackend(Backend):
         if isinstance(exc, ex.RetryError):
             return BackendUnavailable(f"Secret Manager did not answer ({type(exc).__name__})", source=source)
         if isinstance(exc, auth_exceptions.DefaultCredentialsError):
-            return self._config_error(
-                None,
-                "no usable Google credentials: run on GCP with a service account, set "
-                "GOOGLE_APPLICATION_CREDENTIALS, or give credentials_file",
+            return AccessDenied(
+                "the store's credential is missing: no usable Google credentials (run on GCP with a service "
+                f"account, set GOOGLE_APPLICATION_CREDENTIALS, or give {self.config_field}.credentials_file)",
+                source=source,
             )
         if isinstance(exc, auth_exceptions.TransportError):
             return BackendUnavailable(

@@ -37,7 +37,6 @@ fetch, not per request.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 import threading
 import time
@@ -51,14 +50,15 @@ from .._config import SecretRef, Section, is_loopback_host
 from .._errors import (
     AccessDenied,
     BackendUnavailable,
-    ConfigError,
     ProviderError,
     SecretMalformed,
     SecretNotFound,
+    WriteConflict,
     WriteNotSupported,
 )
+from .._masking import masked_logger
 from .._parsing import new_token_value, string_under_key
-from .._provider import Backend
+from .._provider import Backend, check_expected
 from .._registry import import_sdk
 from .._token import Token, fingerprint_of
 
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_KUBERNETES_JWT", "VaultAuth", "VaultBackend"]
 
-logger = logging.getLogger("tokenstore.backends.vault")
+logger = masked_logger("tokenstore.backends.vault")
 
 T = TypeVar("T")
 
@@ -237,7 +237,7 @@ class VaultBackend(Backend):
             if name in section and not str(section.raw(name)).strip("/"):
                 section.fail(name, "must not be empty")
         verify = section.get_bool("verify", True)
-        ca_bundle = section.get_str("ca_bundle", None)
+        ca_bundle = section.get_path("ca_bundle", None)
         if ca_bundle is not None:
             if not verify:
                 section.fail("ca_bundle", "is ignored with verify: false; remove one of them")
@@ -297,10 +297,7 @@ class VaultBackend(Backend):
         self._retry_after.value = hint
 
     def _read_credential(self, ref: SecretRef) -> str:
-        try:
-            return ref.read()
-        except ConfigError as exc:
-            raise AccessDenied(f"cannot read the Vault credential: {exc}", source=self.source) from exc
+        return ref.read(source=self.source)
 
     def _read_jwt(self) -> str:
         path = Path(self.auth.jwt_file)
@@ -587,7 +584,14 @@ class VaultBackend(Backend):
         """False when pinned to a version: a new version would never be read by this provider."""
         return self.version is None
 
-    def put_token(self, value: str) -> str | None:
+    @property
+    def supports_compare_and_set(self) -> bool:
+        """KV v2: ``put_token(value, expected=...)`` writes with check-and-set (``cas``) on the version it
+        compared, so of concurrent writers expecting the same token exactly one writes. KV v1 has no versions:
+        read, compare, write (a window of one round trip)."""
+        return self.kv_version == 2
+
+    def put_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
         """Write ``value`` under ``key`` (other keys of the secret kept). Returns the new KV v2 version."""
         if self.version is not None:
             raise WriteNotSupported(
@@ -597,13 +601,20 @@ class VaultBackend(Backend):
         value = new_token_value(value, source=self.source)
         new_version: str | None = None
         if self.kv_version == 2:
-            new_version = self._put_v2(value)
+            new_version = self._put_v2(value, expected)
         else:
-            self._put_v1(value)
+            self._put_v1(value, expected)
         logger.info("wrote a new token to %s (version %s, %s)", self.source, new_version or "-", fingerprint_of(value))
         return new_version
 
-    def _put_v2(self, value: str) -> str:
+    def _held(self, data: dict[str, Any], version: int) -> Token | None:
+        """The token a read-before-write found (for an ``expected`` check); None when there is none."""
+        held = data.get(self.key)
+        if not isinstance(held, str):
+            return None
+        return Token(held.strip(), source=self.source, version=str(version) if version else None)
+
+    def _put_v2(self, value: str, expected: Token | str | None = None) -> str:
         errors = self._hvac.exceptions
 
         def kv(c: Any) -> Any:
@@ -624,6 +635,8 @@ class VaultBackend(Backend):
                 if isinstance(body.get("data"), dict):
                     data = dict(body["data"])
                 cas = int((body.get("metadata") or {}).get("version") or 0)
+            if expected is not None:
+                check_expected(self._held(data, cas), expected, source=self.source)
             data[self.key] = value
 
             def write(c: Any, data: dict[str, Any] = data, cas: int = cas) -> Any:
@@ -635,6 +648,12 @@ class VaultBackend(Backend):
                     raise
 
             response = self._call("writing", write)
+            if response is _CONFLICT and expected is not None:
+                raise WriteConflict(
+                    f"not written: {self._where()} changed after version {cas} was compared (check-and-set): "
+                    "another writer got there first",
+                    source=self.source,
+                )
             if response is _CONFLICT:
                 logger.info("%s changed while writing (check-and-set): reading it again", self.source)
                 continue
@@ -647,7 +666,7 @@ class VaultBackend(Backend):
             source=self.source,
         )
 
-    def _put_v1(self, value: str) -> None:
+    def _put_v1(self, value: str, expected: Token | str | None = None) -> None:
         errors = self._hvac.exceptions
 
         def read(c: Any) -> Any:
@@ -660,6 +679,8 @@ class VaultBackend(Backend):
         data: dict[str, Any] = {}
         if isinstance(current, dict) and isinstance(current.get("data"), dict):
             data = dict(current["data"])
+        if expected is not None:
+            check_expected(self._held(data, 0), expected, source=self.source)
         data[self.key] = value
         self._call(
             "writing",
@@ -767,6 +788,6 @@ def _auth_from_config(section: Section) -> VaultAuth:
     return VaultAuth(
         method="kubernetes",
         role=section.get_str("role"),
-        jwt_file=section.get_str("jwt_file", DEFAULT_KUBERNETES_JWT),
+        jwt_file=section.get_path("jwt_file", DEFAULT_KUBERNETES_JWT),
         mount=mount,
     )

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,17 +18,16 @@ from ._common import (
     EXIT_PROBLEM,
     EXIT_WARNING,
     add_config_option,
-    error,
-    exit_code_for,
-    guarded,
-    print_kv,
+    add_json_option,
+    command,
+    emit,
+    non_negative,
+    plural,
 )
 
 if TYPE_CHECKING:
-    from sender import GraphTokenClient, TokenInfo
-    from sender._config import SenderSettings
-
-    from .._token import Token
+    from sender import GraphTokenClient, SenderSettings, TokenInfo
+    from tokenstore import Token
 
 HELP = "check the stored token with Graph's debug_token: validity, type, scopes, WABAs, expiry (never prints it)"
 MESSAGING_SCOPE = "whatsapp_business_messaging"
@@ -41,11 +38,13 @@ exit codes:
   2  config or usage error (e.g. whatsapp.app_id or the app_secret: section missing)
   3  the secret store failed (the token or the app secret could not be read)
   4  the Graph API refused or failed the call (AppCredentialsError: the app id or secret was rejected)
-  5  warning: valid, but expires within --warn-days (default 7), or a short-lived USER token
+  5  warning: valid, but expires within --warn-days (default 7), a short-lived USER token, or
+     whatsapp.api_version ends within 90 days (or has ended: Meta's dates are in sender's table)
 
 --json prints one object on stdout: status ("ok", "warning", "problem" or "error"), exit_code, valid, type,
-app_id, scopes, whatsapp_business_messaging, waba_ids, issued_at, expires_at (null: never), never_expires,
-expires_in_seconds, expires_in_days, fingerprint, source, problems, warnings (and error, for status "error").
+app_id, scopes, whatsapp_business_messaging, waba_ids, issued_at, expires_at (null: never or unknown), never_expires,
+expires_in_seconds, expires_in_days, fingerprint, source, api_version, problems, warnings, error (null
+unless the check failed, or the token's error as debug_token gives it).
 A 60-day token is refreshed with `tokenstore refresh --if-expiring-within 7` (safe to run daily from cron)."""
 
 
@@ -56,55 +55,47 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_config_option(parser)
     parser.add_argument(
         "--warn-days",
-        type=float,
+        type=non_negative("days"),
         default=7,
         metavar="N",
         help="warn (exit 5) when the token expires within N days (default 7)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object (for monitoring) instead of text")
-    parser.set_defaults(func=guarded(run))
+    add_json_option(parser, help="print one JSON object (for monitoring) instead of text")
+    parser.set_defaults(func=command(run))
 
 
 def _days(delta: dt.timedelta) -> str:
     hours = max(0.0, delta.total_seconds() / 3600)
-    return f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.1f} days"
+    return plural(round(hours), "hour") if hours < 48 else f"{hours / 24:.1f} days"
 
 
 def assess(
     info: TokenInfo, *, app_id: str | None, warn_days: float = 7, now: dt.datetime | None = None
 ) -> tuple[list[str], list[str]]:
-    """``(problems, warnings)`` about a token as debug_token describes it."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    problems: list[str] = []
-    warnings: list[str] = []
-    if not info.is_valid:
-        if info.expires_at is not None and info.is_expired(now):
-            problems.append(
-                f"the token expired at {info.expires_at.isoformat(timespec='seconds')}: it can no longer be "
-                "refreshed; generate a new one and put it in with tokenstore rotate"
-            )
-        else:
-            problems.append(f"the token is not valid: {info.error or 'Graph says it is not valid'}")
-    if app_id and info.app_id and info.app_id != app_id:
-        problems.append(f"the token belongs to app {info.app_id}, not the configured whatsapp.app_id {app_id}")
-    if info.is_valid and MESSAGING_SCOPE not in info.scopes:
-        problems.append(f"the token lacks the {MESSAGING_SCOPE} permission: it cannot send messages")
-    left = info.expires_in(now)
-    if info.is_valid and left is not None and left <= dt.timedelta(days=warn_days):
-        advice = "tokenstore refresh" if info.type == "SYSTEM_USER" else "tokenstore rotate"
-        warnings.append(f"the token expires in {_days(left)}: refresh or rotate it ({advice})")
-    if info.is_valid and info.type == "USER":
-        warnings.append("a USER token (the dashboard's temporary tokens last under 24 hours): use a system user token")
-    return problems, warnings
+    """``(problems, warnings)`` about a token as debug_token describes it (:func:`sender.assess_token`)."""
+    from sender import assess_token
+
+    return assess_token(info, app_id=app_id, warn_within=warn_days * 86400, now=now)
 
 
 def _when(value: dt.datetime | None, *, never: str = "never") -> str:
     return never if value is None else value.isoformat(timespec="seconds")
 
 
+def _expiry(info: TokenInfo, now: dt.datetime | None) -> tuple[str, str]:
+    """``expires_at`` and ``expires_in`` as text: "unknown" for a token Graph does not accept (debug_token
+    then says nothing trustworthy about its expiry), "never" only for a valid never-expiring one."""
+    if not info.is_valid and info.expires_at is None:
+        return "unknown", "unknown"
+    left = info.expires_in(now)
+    return _when(info.expires_at), "never" if left is None else (
+        "expired" if left.total_seconds() <= 0 else _days(left)
+    )
+
+
 def describe(info: TokenInfo, token: Token | None = None, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """The facts to print as text (no secret)."""
-    left = info.expires_in(now)
+    expires_at, expires_in = _expiry(info, now)
     return {
         "valid": info.is_valid,
         "type": info.type,
@@ -114,8 +105,8 @@ def describe(info: TokenInfo, token: Token | None = None, *, now: dt.datetime | 
         MESSAGING_SCOPE: MESSAGING_SCOPE in info.scopes,
         "waba_ids": list(info.waba_ids),
         "issued_at": _when(info.issued_at, never="-"),
-        "expires_at": _when(info.expires_at),
-        "expires_in": "never" if left is None else ("expired" if left.total_seconds() <= 0 else _days(left)),
+        "expires_at": expires_at,
+        "expires_in": expires_in,
         "fingerprint": info.fingerprint,
         "source": token.source if token is not None else None,
         "version": token.version if token is not None else None,
@@ -150,24 +141,9 @@ def describe_json(info: TokenInfo, token: Token | None = None, *, now: dt.dateti
 def graph_client(config: Mapping[str, Any], settings: SenderSettings, *, purpose: str) -> GraphTokenClient:
     """A :class:`sender.GraphTokenClient` for the configured app (the app secret read without a cache);
     ConfigError naming ``whatsapp.app_id`` or ``app_secret`` when missing."""
-    from sender import GraphTokenClient
-    from sender._lifecycle import app_secret_provider_from_config
+    from sender import graph_client_from_config
 
-    secret = app_secret_provider_from_config(config, settings, purpose=purpose, cache=False)
-    assert settings.app_id is not None
-    try:
-        return GraphTokenClient(
-            settings.app_id,
-            secret,
-            base_url=settings.base_url,
-            api_version=settings.api_version,
-            timeout=settings.timeout,
-            ca_bundle=settings.ca_bundle,
-            owns_app_secret=True,
-        )
-    except BaseException:
-        secret.close()
-        raise
+    return graph_client_from_config(config, settings, purpose=purpose, cache=False)
 
 
 def inspect_token(
@@ -179,20 +155,24 @@ def inspect_token(
 
 
 def _check(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[tuple[str, Any]]]:
-    from sender._config import read_config, settings_from_config
+    from sender import api_version_warning, read_config, settings_from_config
 
-    from .._factory import provider_from_config
+    from .. import provider_from_config
 
     config, source = read_config(args.config)
-    settings = settings_from_config(config, source=source, require_phone_number_id=False)
+    settings = settings_from_config(config, source=source, require_phone_number_id=False, warn_api_version=False)
     with provider_from_config(config, source=source, cache=False) as provider:
         token = provider.get_token()
     info = inspect_token(token, config, settings, purpose="check")
     now = dt.datetime.now(dt.timezone.utc)
     problems, warnings = assess(info, app_id=settings.app_id, warn_days=args.warn_days, now=now)
+    version_notice = api_version_warning(settings.api_version, today=now.date())
+    if version_notice:
+        warnings.append(version_notice)
     code = EXIT_PROBLEM if problems else EXIT_WARNING if warnings else EXIT_OK
     status = {EXIT_OK: "ok", EXIT_WARNING: "warning", EXIT_PROBLEM: "problem"}[code]
     data = {"status": status, "exit_code": code, **describe_json(info, token, now=now)}
+    data["api_version"] = settings.api_version
     data.update(problems=problems, warnings=warnings)
     rows: list[tuple[str, Any]] = []
     for key, value in describe(info, token, now=now).items():
@@ -204,19 +184,5 @@ def _check(args: argparse.Namespace) -> tuple[int, dict[str, Any], list[tuple[st
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.json:
-        code, _, rows = _check(args)
-        print_kv(rows)
-        return code
-    try:
-        code, data, _ = _check(args)
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:
-        code = exit_code_for(exc)  # re-raises what is not ours
-        message = f"{type(exc).__name__}: {exc}"
-        print(json.dumps({"status": "error", "exit_code": code, "error": message, "problems": [], "warnings": []}))
-        error(message, stream=sys.stderr)
-        return code
-    print(json.dumps(data))
-    return code
+    code, data, rows = _check(args)
+    return emit(args, data, code=code, status=data["status"], rows=rows)

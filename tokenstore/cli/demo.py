@@ -17,6 +17,9 @@ refresh_ahead), the running sender sends during it instead. After the revoke the
 
 Part 3, webhooks (``_demo_webhooks.py``): status webhooks signed by the sandbox arrive at a local receiver and
 are verified with the app secret from the store; the app secret is reset mid-stream and no webhook is lost.
+
+It prints the config it used (it holds no secret: the token and the app secret are in files beside it),
+shows the file store's versions as times, keeps its folder with ``--keep``, and ends with the next step.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._common import EXIT_OK, EXIT_PROBLEM, guarded
+from ._common import EXIT_OK, EXIT_PROBLEM, command
 
 if TYPE_CHECKING:
     from sender.sandbox import ManualClock, Sandbox
@@ -43,101 +48,150 @@ RECIPIENT = "15551234567"
 ISSUED_DAYS_AGO = 57
 
 
+NEXT_STEP = (
+    "Next: write your own config (start from config.example.yaml: whatsapp: with your phone_number_id and "
+    "app_id, token: naming your secret store, app_secret:), then run `tokenstore show -c config.yaml` and "
+    "`tokenstore check -c config.yaml`; `tokenstore sandbox` runs this Graph API sandbox for your own trials."
+)
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("demo", help=HELP, description=HELP)
-    parser.set_defaults(func=guarded(run))
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the demo's folder (config.yaml, the token and app secret files) and print where it is",
+    )
+    parser.set_defaults(func=command(run))
 
 
 def _say(text: str) -> None:
     print(text, flush=True)
 
 
+def version_time(version: str | None) -> str:
+    """A file store's version (the file's mtime in nanoseconds) as a UTC time; other versions as they are."""
+    if version is None or not version.isdigit() or len(version) < 16:
+        return version or "-"
+    seconds, nanos = divmod(int(version), 1_000_000_000)
+    stamp = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{stamp}.{nanos // 1000:06d} UTC"
+
+
+def _times(text: str) -> str:
+    return re.sub(r"\bversion (\d{16,})", lambda m: f"version {version_time(m.group(1))}", text)
+
+
 def run(args: argparse.Namespace) -> int:
+    from sender.sandbox import ManualClock, Sandbox
+
+    clock = ManualClock()
+    keep = bool(getattr(args, "keep", False))
+    tmp = tempfile.mkdtemp(prefix="tokenstore-demo-")
+    try:
+        with Sandbox(clock=clock) as sandbox:
+            code = _run(Path(tmp), sandbox, clock)
+    finally:
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if code == EXIT_OK:
+        _say("")
+        if keep:
+            _say(
+                f"Kept {tmp}: config.yaml, token and app_secret (mode 600). The sandbox has stopped, so "
+                f"`tokenstore show -c {tmp}/config.yaml` works there, while send and check need a running "
+                "sandbox (`tokenstore sandbox`). Delete the folder when done."
+            )
+        _say(NEXT_STEP)
+    return code
+
+
+def _run(folder: Path, sandbox: Sandbox, clock: ManualClock) -> int:
     import yaml
 
     from sender import Sender
-    from sender.sandbox import ManualClock, Sandbox
 
     from ..backends.file import FileBackend
     from .rotate import perform_rotation
 
-    clock = ManualClock()
-    with tempfile.TemporaryDirectory(prefix="tokenstore-demo-") as tmp, Sandbox(clock=clock) as sandbox:
-        folder = Path(tmp)
-        token_path, secret_path, config_path = folder / "token", folder / "app_secret", folder / "config.yaml"
-        first = sandbox.issue_sixty_day_token(label="demo")
-        FileBackend(token_path).put_token(first)
-        FileBackend(secret_path).put_token(sandbox.app_secret)
-        config = {
-            "whatsapp": {
-                "phone_number_id": sandbox.phone_number_id,
-                "base_url": sandbox.url,
-                "api_version": "v26.0",
-                "app_id": sandbox.app_id,
-            },
-            "token": {"backend": "file", "file": {"path": str(token_path)}, "cache": {"ttl": 300}},
-            "app_secret": {"backend": "file", "file": {"path": str(secret_path)}},
-        }
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        os.chmod(config_path, 0o600)
-        _say(f"1. Graph API sandbox on {sandbox.url} (app {sandbox.app_id}, phone number {sandbox.phone_number_id})")
-        _say(f"2. token store: file {token_path} holds token {FileBackend(token_path).get_token().fingerprint}")
+    token_path, secret_path, config_path = folder / "token", folder / "app_secret", folder / "config.yaml"
+    first = sandbox.issue_sixty_day_token(label="demo")
+    FileBackend(token_path).put_token(first)
+    FileBackend(secret_path).put_token(sandbox.app_secret)
+    config = {
+        "whatsapp": {
+            "phone_number_id": sandbox.phone_number_id,
+            "base_url": sandbox.url,
+            "api_version": "v27.0",
+            "app_id": sandbox.app_id,
+        },
+        "token": {"backend": "file", "file": {"path": str(token_path)}, "cache": {"ttl": 300}},
+        "app_secret": {"backend": "file", "file": {"path": str(secret_path)}},
+    }
+    text = yaml.safe_dump(config, sort_keys=False)
+    config_path.write_text(text, encoding="utf-8")
+    os.chmod(config_path, 0o600)
+    _say(f"1. Graph API sandbox on {sandbox.url} (app {sandbox.app_id}, phone number {sandbox.phone_number_id})")
+    stored = FileBackend(token_path).get_token()
+    _say(f"2. token store: file {token_path} holds token {stored.fingerprint} (version {version_time(stored.version)})")
+    _say(f"   the config used, {config_path} (no secret in it: they are in the files it names):")
+    for line in text.splitlines():
+        _say(f"     {line}")
 
-        with Sender.from_config(config_path) as client:
-            sent = client.send_template(RECIPIENT, "hello_world", language="en_US")
-            _say(f"3. sent hello_world: {sent.message_id} (token {sent.token_fingerprint})")
+    with Sender.from_config(config_path) as client:
+        sent = client.send_template(RECIPIENT, "hello_world", language="en_US")
+        _say(f"3. sent hello_world: {sent.message_id} (token {sent.token_fingerprint})")
 
-            second = sandbox.rotate_token(first)  # Meta's refresh: a new token, the old one still valid
-            rotation = perform_rotation(config_path, second)
-            assert rotation.info is not None
-            _say(
-                f"4. rotated in the store: {rotation.old_fingerprint} -> {rotation.new_fingerprint} "
-                f"(debug_token: valid {rotation.info.type}; read back {rotation.readback_fingerprint})"
-            )
-            sandbox.revoke_token(first)
-            _say(f"5. revoked {rotation.old_fingerprint} at the sandbox; the sender's cache still holds it (TTL 300 s)")
-
-            mark = len(sandbox.requests)
-            again = client.send_template(RECIPIENT, "hello_world", language="en_US")
-            _say(f"6. sent hello_world again, same sender: {again.message_id} (token {again.token_fingerprint})")
-            for record in sandbox.requests[mark:]:
-                outcome = f"HTTP {record.status}" + (f" (Graph code {record.code})" if record.code is not None else "")
-                _say(f"     {record.method} {record.path} with {record.token_fingerprint}: {outcome}")
-
-        received = sandbox.received_counts(lambda m: m.message_id)
-        delivered = [m for m in (sent, again) if received.get(m.message_id) == 1]
-        ok = (
-            len(delivered) == 2
-            and len(sandbox.received) == 2
-            and again.token_fingerprint == rotation.new_fingerprint
-            and sent.token_fingerprint == rotation.old_fingerprint
-        )
-        if not ok:
-            print(
-                f"tokenstore: error: demo failed: {len(sandbox.received)} messages received, {len(delivered)} as sent",
-                file=sys.stderr,
-            )
-            return EXIT_PROBLEM
+        second = sandbox.rotate_token(first)  # Meta's refresh: a new token, the old one still valid
+        rotation = perform_rotation(config_path, second)
+        assert rotation.info is not None
         _say(
-            "7. both messages delivered, each exactly once; the rotation needed no restart and lost nothing. "
-            "No token was printed: only sha256 fingerprints."
+            f"4. rotated in the store: {rotation.old_fingerprint} -> {rotation.new_fingerprint} "
+            f"(debug_token: valid {rotation.info.type}; read back {rotation.readback_fingerprint})"
         )
-        code = _lifecycle(sandbox, clock, config_path, token_path)
-        if code != EXIT_OK:
-            return code
-        # part 3, webhooks (tokenstore/cli/_demo_webhooks.py)
-        from ._demo_webhooks import run_webhooks
+        sandbox.revoke_token(first)
+        _say(f"5. revoked {rotation.old_fingerprint} at the sandbox; the sender's cache still holds it (TTL 300 s)")
 
-        return run_webhooks(sandbox, folder, config_path, secret_path)
+        mark = len(sandbox.requests)
+        again = client.send_template(RECIPIENT, "hello_world", language="en_US")
+        _say(f"6. sent hello_world again, same sender: {again.message_id} (token {again.token_fingerprint})")
+        for record in sandbox.requests[mark:]:
+            outcome = f"HTTP {record.status}" + (f" (Graph code {record.code})" if record.code is not None else "")
+            _say(f"     {record.method} {record.path} with {record.token_fingerprint}: {outcome}")
+
+    received = sandbox.received_counts(lambda m: m.message_id)
+    delivered = [m for m in (sent, again) if received.get(m.message_id) == 1]
+    ok = (
+        len(delivered) == 2
+        and len(sandbox.received) == 2
+        and again.token_fingerprint == rotation.new_fingerprint
+        and sent.token_fingerprint == rotation.old_fingerprint
+    )
+    if not ok:
+        print(
+            f"tokenstore: error: demo failed: {len(sandbox.received)} messages received, {len(delivered)} as sent",
+            file=sys.stderr,
+        )
+        return EXIT_PROBLEM
+    _say(
+        "7. both messages delivered, each exactly once; the rotation needed no restart and lost nothing. "
+        "No token was printed: only sha256 fingerprints."
+    )
+    code = _lifecycle(sandbox, clock, config_path, token_path)
+    if code != EXIT_OK:
+        return code
+    # part 3, webhooks (tokenstore/cli/_demo_webhooks.py)
+    from ._demo_webhooks import run_webhooks
+
+    return run_webhooks(sandbox, folder, config_path, secret_path)
 
 
 def _lifecycle(sandbox: Sandbox, clock: ManualClock, config_path: Path, token_path: Path) -> int:
     """Part 2: a 60-day token three days from expiry is refreshed under a running sender, the old one revoked."""
-    from sender import Sender, SendResult
-    from sender._config import read_config, settings_from_config
+    from sender import Sender, SendResult, read_config, settings_from_config
     from sender.sandbox import SIXTY_DAYS
 
-    from .._token import fingerprint_of
+    from .. import fingerprint_of
     from ..backends.file import FileBackend
     from .check import assess, inspect_token
     from .refresh import perform_refresh
@@ -173,7 +227,7 @@ def _lifecycle(sandbox: Sandbox, clock: ManualClock, config_path: Path, token_pa
         send("10.", "before the refresh")
 
         def step(name: str, text: str) -> None:
-            _say(f"     refresh {name}: {text}")
+            _say(f"     refresh {name}: {_times(text)}")
 
         def wait(seconds: float) -> None:  # the demo does not sit through the wait: it keeps sending instead
             _say(f"     (the demo skips the {seconds:g} s wait; meanwhile the old token is still valid)")

@@ -10,7 +10,6 @@ every service sends with) is refused unless ``--force``. Only fingerprints are p
 from __future__ import annotations
 
 import argparse
-import json
 from typing import IO
 
 from ._common import (
@@ -18,9 +17,10 @@ from ._common import (
     EXIT_OK,
     EXIT_PROBLEM,
     add_config_option,
+    add_json_option,
+    command,
+    emit,
     error,
-    guarded,
-    print_kv,
     read_token_input,
 )
 
@@ -45,10 +45,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument(
         "--force", action="store_true", help="revoke it even if the store holds it (every service then gets 190)"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_json_option(parser)
     # a token typed on the command line is caught here, so that argparse does not echo it back in an error
     parser.add_argument("argv_words", nargs="*", help=argparse.SUPPRESS)
-    parser.set_defaults(func=guarded(run))
+    parser.set_defaults(func=command(run))
 
 
 def read_token(stdin: IO[str], prompt: str = "Access token to revoke (input hidden): ") -> str:
@@ -59,10 +59,9 @@ def read_token(stdin: IO[str], prompt: str = "Access token to revoke (input hidd
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from sender._config import read_config, settings_from_config
+    from sender import read_config, settings_from_config
 
-    from .._factory import provider_from_config
-    from .._token import fingerprint_of
+    from .. import fingerprint_of, provider_from_config
     from .check import graph_client
 
     if args.argv_words:
@@ -71,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
             "and lands in shell history): tokenstore revoke < file, or type it at the hidden prompt"
         )
         return EXIT_CONFIG
+    config, source = read_config(args.config)  # a config error is reported before the token is asked for
+    settings = settings_from_config(config, source=source, require_phone_number_id=False)
     try:
         value = read_token(sys.stdin)
     except ValueError as exc:
@@ -80,17 +81,12 @@ def run(args: argparse.Namespace) -> int:
         error("no token given")
         return EXIT_CONFIG
     fingerprint = fingerprint_of(value)
-    config, source = read_config(args.config)
-    settings = settings_from_config(config, source=source, require_phone_number_id=False)
     outcome: dict[str, object] = {"fingerprint": fingerprint, "revoked": False}
 
     def done(code: int, result: str) -> int:
         outcome["result"] = result
-        if args.json:
-            print(json.dumps({"exit_code": code, **outcome}))
-        else:
-            print_kv([(k, "-" if v is None else v) for k, v in outcome.items()])
-        return code
+        status = "revoked" if outcome["revoked"] else "refused" if code == EXIT_PROBLEM else "ok"
+        return emit(args, outcome, code=code, status=status)
 
     with graph_client(config, settings, purpose="revoke") as graph:
         info = graph.inspect(value)

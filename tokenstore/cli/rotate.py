@@ -10,22 +10,21 @@ Only fingerprints are printed. Services pick the new token up within their cache
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from .._errors import SecretNotFound
-from .._token import fingerprint_of
+from .. import SecretNotFound, fingerprint_of
 from ._common import (
     EXIT_CONFIG,
     EXIT_OK,
     EXIT_PROBLEM,
     add_config_option,
+    add_json_option,
+    command,
+    emit,
     error,
-    guarded,
-    print_kv,
     read_token_input,
 )
 
@@ -83,8 +82,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument(
         "--no-validate", action="store_true", help="skip the debug_token check (e.g. no app secret at hand)"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.set_defaults(func=guarded(run))
+    add_json_option(parser)
+    parser.set_defaults(func=command(run))
 
 
 def read_new_token(stdin: IO[str]) -> str:
@@ -100,9 +99,9 @@ def perform_rotation(
     Raises :class:`RotationRefused` when validation or the read-back fails, tokenstore errors when the store
     does, sender errors when Graph does.
     """
-    from sender._config import read_config, settings_from_config
+    from sender import read_config, settings_from_config
 
-    from .._factory import provider_from_config
+    from .. import provider_from_config
     from .check import assess, inspect_token
 
     data, source = read_config(config)
@@ -143,6 +142,10 @@ def perform_rotation(
 
 
 def run(args: argparse.Namespace) -> int:
+    from sender import read_config, settings_from_config
+
+    data, source = read_config(args.config)  # a config error is reported before the token is asked for
+    settings_from_config(data, source=source, require_phone_number_id=False)
     try:
         new_value = read_new_token(sys.stdin)
     except ValueError as exc:
@@ -156,10 +159,6 @@ def run(args: argparse.Namespace) -> int:
     except RotationRefused as exc:
         error(str(exc))
         return EXIT_PROBLEM
-    if args.json:
-        out = {k: v for k, v in rotation.__dict__.items() if k != "info"}
-        out["validated"] = rotation.info is not None
-        print(json.dumps(out))
-    else:
-        print_kv(rotation.rows())
-    return EXIT_OK
+    out = {k: v for k, v in rotation.__dict__.items() if k != "info"}
+    out["validated"] = rotation.info is not None
+    return emit(args, out, code=EXIT_OK, status="unchanged" if rotation.unchanged else "rotated", rows=rotation.rows())

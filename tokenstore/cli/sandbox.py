@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import guarded
+from ._common import UsageError, command, non_negative, output_file, port_number
 
 HELP = "run a local Graph API sandbox on 127.0.0.1 for tests and trials (prints token fingerprints only)"
 
@@ -15,9 +15,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help=HELP,
         description=HELP + ". It issues a token and can write it to a file a `file` backend reads.",
     )
-    parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free port)")
-    parser.add_argument("--token-file", metavar="PATH", help="write the issued token here (mode 600)")
-    parser.add_argument("--app-secret-file", metavar="PATH", help="write the app secret here (mode 600)")
+    parser.add_argument(
+        "--port", type=port_number, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free port)"
+    )
+    parser.add_argument("--token-file", type=output_file, metavar="PATH", help="write the issued token here (mode 600)")
+    parser.add_argument(
+        "--app-secret-file", type=output_file, metavar="PATH", help="write the app secret here (mode 600)"
+    )
     parser.add_argument(
         "--accept-env",
         metavar="VAR",
@@ -27,21 +31,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     parser.add_argument("--phone-number-id", metavar="ID", help="accept only this phone number id (default: any)")
     parser.add_argument(
-        "--expires-in", type=float, metavar="SECONDS", help="the issued token expires after this (default: never)"
+        "--expires-in",
+        type=non_negative("seconds"),
+        metavar="SECONDS",
+        help="the issued token expires after this (default: never)",
     )
     parser.add_argument(
         "--require-appsecret-proof", action="store_true", help="refuse calls without a valid appsecret_proof"
     )
-    parser.set_defaults(func=guarded(run))
+    parser.set_defaults(func=command(run))
 
 
 def run(args: argparse.Namespace) -> int:
-    from sender.sandbox._cli import serve
+    from sender.sandbox import serve
 
     if args.phone_number_id is not None and not args.phone_number_id.isdigit():
-        from .._errors import ConfigError
-
-        raise ConfigError("--phone-number-id must be a numeric id")
+        raise UsageError("--phone-number-id must be a numeric id")
     return serve(
         port=args.port,
         token_file=args.token_file,

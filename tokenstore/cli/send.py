@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+import contextlib
+from typing import Any
 
-from ._common import EXIT_CONFIG, EXIT_OK, add_config_option, error, guarded, print_kv
+from .. import UnknownTenant
+from ._common import EXIT_CONFIG, EXIT_OK, add_config_option, add_json_option, command, emit, error
 
 HELP = "send one text or template message through the configured token store (prints the message id)"
 
@@ -15,13 +16,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser = sub.add_parser("send", help=HELP, description=HELP)
     add_config_option(parser)
     parser.add_argument("--to", required=True, metavar="NUMBER", help="recipient phone number, e.g. 15551234567")
+    parser.add_argument(
+        "--from",
+        dest="from_number",
+        metavar="PHONE_NUMBER_ID",
+        default=None,
+        help="send from this business phone number id with its tenant's token (the tenants: section routes it)",
+    )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--text", metavar="TEXT", help="send a text message")
     what.add_argument("--template", metavar="NAME", help="send an approved template, e.g. hello_world")
     parser.add_argument("--lang", metavar="CODE", default=None, help="template language code (default en_US)")
     parser.add_argument("--preview-url", action="store_true", help="render a link preview in a text message")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.set_defaults(func=guarded(run))
+    add_json_option(parser)
+    parser.set_defaults(func=command(run))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +38,22 @@ def run(args: argparse.Namespace) -> int:
     if args.lang is not None and args.template is None:
         error("--lang only applies to --template")
         return EXIT_CONFIG
-    with Sender.from_config(args.config) as client:
+    extra: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        if args.from_number is not None:
+            from sender import TenantSender
+
+            senders = stack.enter_context(TenantSender.from_config(args.config))
+            try:
+                client: Any = senders.for_number(args.from_number)  # refused before any request
+            except UnknownTenant as exc:
+                if exc.tenant is not None:
+                    raise  # the number's tenant has no token in the store: a store problem (exit 3)
+                error(f"{type(exc).__name__}: {exc}")  # no tenant owns --from: a usage/config error
+                return EXIT_CONFIG
+            extra = {"from": client.phone_number_id, "tenant": client.tenant}
+        else:
+            client = stack.enter_context(Sender.from_config(args.config))
         try:
             if args.template is not None:
                 result = client.send_template(args.to, args.template, language=args.lang or "en_US")
@@ -42,14 +65,11 @@ def run(args: argparse.Namespace) -> int:
             error(str(exc))  # refused before sending: a usage error
             return EXIT_CONFIG
     info = {
+        **extra,
         "message_id": result.message_id,
         "wa_id": result.wa_id,
         "message_status": result.message_status,
         "token": result.token_fingerprint,
         "attempts": result.attempts,
     }
-    if args.json:
-        print(json.dumps(info))
-    else:
-        print_kv([(k, "-" if v is None else v) for k, v in info.items()], stream=sys.stdout)
-    return EXIT_OK
+    return emit(args, info, code=EXIT_OK)

@@ -21,7 +21,7 @@ __all__ = ["ROUTE_MODULES", "Handler", "Route", "Router", "load_routes", "versio
 Handler = Callable[[Call, SandboxState], Reply]
 
 #: route modules loaded by default, in matching order
-ROUTE_MODULES = ["messages", "debug_token", "oauth", "system_users", "control", "webhooks"]
+ROUTE_MODULES = ["messages", "debug_token", "oauth", "system_users", "businesses", "signup", "control", "webhooks"]
 
 _VERSION = r"v\d{1,3}\.\d{1,2}"
 

@@ -2,9 +2,10 @@
 
 In Graph's order: the token (190 with a subcode when unknown, expired or revoked; appsecret_proof when sent
 or required), the phone number (100/33 when unknown), the permission (10 without
-``whatsapp_business_messaging``), then any queued fault, then the body against the published schema (100
-with the problems in ``error_data.details``), the template (132001 when unknown), and success in Meta's
-shape.
+``whatsapp_business_messaging``), the business (200 when the token does not act for the WABA that owns
+the number, e.g. another business's token: nothing is delivered), then any queued fault, then the body
+against the published schema (100 with the problems in ``error_data.details``), the template (132001 when
+unknown), and success in Meta's shape.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..._messages import check_message
+from .._business import Business
 from .._graph import Call, Reply, graph_error, new_wamid
 from .._state import MESSAGING_SCOPE, Fault, SandboxState
 from .._tokens import TokenRecord
@@ -53,7 +55,18 @@ def _fault_reply(fault: Fault) -> Reply:
     )
 
 
-def _accept(call: Call, state: SandboxState, body: Mapping[str, Any], token: TokenRecord) -> Reply:
+def _not_this_business(phone: str) -> Reply:
+    return graph_error(
+        200,
+        message="(#200) Permissions error",
+        details=f"the access token has not been granted access to the WhatsApp Business Account that owns "
+        f"phone number {phone}",
+    )
+
+
+def _accept(
+    call: Call, state: SandboxState, body: Mapping[str, Any], token: TokenRecord, business: Business | None = None
+) -> Reply:
     """Validate and record; the success answer or the Graph error."""
     problems = check_message(body)
     if problems:
@@ -79,7 +92,12 @@ def _accept(call: Call, state: SandboxState, body: Mapping[str, Any], token: Tok
     wa_id = _DIGITS.sub("", to)
     message_id = new_wamid(wa_id)
     state.record_message(
-        message_id=message_id, phone_number_id=call.params["phone_number_id"], to=to, body=body, token=token
+        message_id=message_id,
+        phone_number_id=call.params["phone_number_id"],
+        to=to,
+        body=body,
+        token=token,
+        waba_id=business.waba_id if business is not None else None,
     )
     first: dict[str, Any] = {"id": message_id}
     if body.get("type") == "template":
@@ -96,26 +114,29 @@ def send_message(call: Call, state: SandboxState) -> Reply:
         return who
     assert isinstance(who, TokenRecord)
     phone = call.params["phone_number_id"]
-    if not phone.isdigit() or (state.phone_number_ids is not None and phone not in state.phone_number_ids):
+    business = state.businesses.for_number(phone) if phone.isdigit() else None
+    if business is None:
         return _unknown_object(phone)
     if MESSAGING_SCOPE not in who.scopes:
         return graph_error(
             10, message="(#10) Application does not have permission for this action", error_type="OAuthException"
         )
+    if not state.may_act_for(who, business):
+        return _not_this_business(phone)
     try:
         body = call.json()
     except (ValueError, UnicodeDecodeError):
         return graph_error(100, message="(#100) The request body must be a JSON object", details="invalid JSON")
     fault = state.take_fault("messages")
     if fault is None:
-        return _accept(call, state, body, who)
-    delivered = _accept(call, state, body, who) if fault.deliver else None
+        return _accept(call, state, body, who, business)
+    delivered = _accept(call, state, body, who, business) if fault.deliver else None
     if fault.code is not None or (fault.status or 200) != 200:
         reply = _fault_reply(fault)
     elif fault.drop and delivered is None:
         reply = Reply(status=200)  # dropped before anything was processed
     else:
-        reply = delivered or _accept(call, state, body, who)  # a slow (or dropped) success
+        reply = delivered or _accept(call, state, body, who, business)  # a slow (or dropped) success
     reply.delay = fault.delay
     reply.drop = fault.drop
     return reply

@@ -66,6 +66,11 @@ def _token_refused(record: TokenRecord | None, state: SandboxState) -> Reply | N
 
 def access_token(call: Call, state: SandboxState) -> Reply:
     grant = call.arg("grant_type")
+    if not grant and call.arg("code") is not None:  # Embedded Signup's code exchange (see .signup)
+        from .signup import exchange_code
+
+        app = app_from_client_credentials(call, state)
+        return app if isinstance(app, Reply) else exchange_code(call, state, app.app_id)
     if not grant:
         return _missing("grant_type")
     if grant != "fb_exchange_token":
