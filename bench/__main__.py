@@ -2,8 +2,8 @@
 
     bash bench/run              # installs nginx + the bench extras if missing, then runs this
     python -m bench [--messages N] [--lookups N]
-    python -m bench tenants     # many tenants: a hit and the memory with 10,000 cached (bench/tenants.py)
     bash bench/run --latency 200    # throughput at Meta's latency instead (bench/latency.py; needs node)
+    python -m bench tenants     # many tenants: a hit and the memory with 10,000 cached (bench/tenants.py)
 
 Every scenario sends the same Cloud API text message to a local nginx that answers with the Cloud API's
 success JSON (bench/nginx.py), so the client is what is measured. Client CPU per message is
@@ -254,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     latency.add_argument("--in-flight", default="200,400,1000", help="in-flight levels (default 200,400,1000)")
     latency.add_argument("--rounds", type=int, default=6, help="rounds of 'in flight' messages per scenario")
-    latency.add_argument("--no-slow", action="store_true", help="skip raw httpx.AsyncClient and pywa_async")
+    latency.add_argument(
+        "--no-slow", action="store_true", help="skip the httpcore-based clients (raw httpx, pywa_async)"
+    )
     latency.add_argument(
         "--slow-max", type=int, default=400, help="the most in flight for the slow clients (default 400)"
     )

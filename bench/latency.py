@@ -1,6 +1,6 @@
 """Throughput at Meta's latency: every client against a stand-in that answers after ``--latency`` ms.
 
-    bash bench/run --latency 200                 # the table in README (about 4 minutes)
+    bash bench/run --latency 200                 # the table in README (3-6 minutes)
     python -m bench --latency 200 [--in-flight 200,400,1000] [--rounds 6] [--no-http2] [--no-slow]
 
 The stand-in is Node's http server (bench/latency_server.js) pinned to the last core; this process is pinned
@@ -332,8 +332,9 @@ def tls_files() -> Iterator[tuple[str, str, Any]]:
 def http2_rows(latency: float, in_flight: int, rounds: int, cpu: int | None) -> list[Row]:
     try:
         import h2  # noqa: F401
-    except ImportError:
-        print("  (HTTP/2 not measured: pip install h2)")
+        import trustme  # noqa: F401
+    except ImportError as exc:
+        print(f"\n  (HTTP/2 not measured: {exc.name} is missing: pip install h2 trustme)")
         return []
     rows: list[Row] = []
     with tls_files() as (cert, key, (ca_pem, context)), LatencyGraph(latency, cert=cert, key=key, cpu=cpu) as graph:

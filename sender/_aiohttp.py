@@ -15,6 +15,10 @@ a message Meta may already have delivered. This transport maps:
   ``httpx.RemoteProtocolError`` / ``httpx.ReadError`` / ``httpx.ReadTimeout``: the outcome is unknown.
 
 Bodies are read whole (Cloud API responses are small JSON); compression is left to httpx.
+
+:class:`AiohttpSession` is AsyncSender's direct path on the same pool: no httpx Request/Response per message
+(their construction was most of the sender's CPU per message beyond aiohttp's own), the same failure mapping
+(:func:`translate_error`), aiohttp decompressing.
 """
 
 from __future__ import annotations

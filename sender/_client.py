@@ -52,6 +52,7 @@ from ._messages import (
 from ._models import SendResult
 from ._pacing import Pacer, PacingPolicy
 from ._pool import (
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_QUEUE_TIMEOUT,
     AsyncConnectionPool,
     ConnectionPool,
@@ -69,6 +70,11 @@ logger = logging.getLogger("sender")
 http_logger = logging.getLogger("sender.http")
 
 
+def _wire_headers(request: httpx.Request) -> dict[str, str]:
+    """An httpx request's headers for aiohttp/urllib3 (which set Host and Content-Length themselves)."""
+    return {k: v for k, v in request.headers.items() if k not in ("host", "content-length")}
+
+
 def _log_request(url: str, status: int) -> None:
     try:
         reason = HTTPStatus(status).phrase
@@ -80,6 +86,13 @@ def _log_request(url: str, status: int) -> None:
 _S = TypeVar("_S", bound="_BaseSender")
 _ID = re.compile(r"^\d{1,32}$")
 _Outcome = Any  # SendResult | bool | SendError
+
+#: the default pool's httpx limits, for code that builds its own httpx client beside a sender (every connection
+#: kept alive: fewer keep-alive than total makes httpcore 1.0 close connections assigned to queued requests,
+#: encode/httpcore#1110)
+POOL_LIMITS = httpx.Limits(
+    max_connections=DEFAULT_MAX_CONNECTIONS, max_keepalive_connections=DEFAULT_MAX_CONNECTIONS, keepalive_expiry=5.0
+)
 
 #: the options a shared ``pool=`` replaces (they shape the pool, so they are set on it)
 _POOL_OPTIONS = ("max_connections", "max_in_flight", "ca_bundle", "transport")
@@ -114,11 +127,11 @@ class _BaseSender:
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
         owns_providers: bool = False,
+        auth: TokenAuth | None = None,
         max_connections: int | None = None,
         max_in_flight: int | None = None,
         queue_timeout: float | None = DEFAULT_QUEUE_TIMEOUT,
         pool: ConnectionPool | AsyncConnectionPool | None = None,
-        auth: TokenAuth | None = None,
     ) -> None:
         if not isinstance(provider, TokenProvider):
             raise TypeError("provider must be a tokenstore.TokenProvider (e.g. tokenstore.load_provider(...))")
@@ -155,6 +168,12 @@ class _BaseSender:
             auth
             if auth is not None
             else TokenAuth(provider, app_secret=self.app_secret, timed=appsecret_proof == "timed")
+        )
+        # the direct paths run TokenAuth's decisions themselves (run/arun); a subclass that overrides an httpx
+        # flow gets that flow driven instead, so its customization is never skipped
+        cls = type(self.auth)
+        self._plain_flow = (
+            cls.sync_auth_flow is TokenAuth.sync_auth_flow and cls.async_auth_flow is TokenAuth.async_auth_flow
         )
         self.messages_url = f"{self.base_url}/{api_version}/{phone_number_id}/messages"
         self._what = f"POST /{api_version}/{phone_number_id}/messages"
@@ -388,7 +407,11 @@ class Sender(_BaseSender):
                 if self._session is not None:
                     if data is None:
                         data = encode_json(body)
-                    response: Answer = self.auth.run(partial(self._send_direct, data))
+                    response: Answer = (
+                        self.auth.run(partial(self._send_direct, data))
+                        if self._plain_flow
+                        else self._send_through_flow(data)
+                    )
                 else:
                     assert self._client is not None
                     response = self._client.post(
@@ -409,25 +432,42 @@ class Sender(_BaseSender):
 
     def _send_direct(self, data: bytes, token: Token, secret: Token | None) -> Reply:
         """One POST on urllib3's pool carrying ``token`` (the step :meth:`TokenAuth.run` repeats on a 401)."""
-        assert self._session is not None
         headers = self._direct_headers.copy()
         headers["Authorization"] = self.auth.bearer(token)
-        target, query = self._target, ""
-        if secret is not None:
-            query = f"?{urlencode(self.auth.proof_params(token, secret))}"
-            target = f"{target}{query}"
+        query = f"?{urlencode(self.auth.proof_params(token, secret))}" if secret is not None else ""
+        status, answer_headers, content = self._wire(query, headers, data)
+        return Reply(status, answer_headers, content, token)
+
+    def _wire(self, query: str, headers: dict[str, str], data: bytes) -> tuple[int, Any, bytes]:
+        """Take an in-flight slot, POST, give the slot back: ``(status, headers, body)``."""
+        assert self._session is not None
         slots = self.pool.slots
         if not slots.acquire(self.pool.queue_timeout):
             raise queue_timeout_error(self.pool.queue_timeout, slots.limit, self._what)
         try:
-            status, answer_headers, content = self._session.post(
-                self._u3pool, target, data, headers, self._u3timeout, self.messages_url
+            answer = self._session.post(
+                self._u3pool, self._target + query, data, headers, self._u3timeout, self.messages_url
             )
         finally:
             slots.release()
         if http_logger.isEnabledFor(logging.INFO):
-            _log_request(self.messages_url + query, status)
-        return Reply(status, answer_headers, content, token)
+            _log_request(self.messages_url + query, answer[0])
+        return answer
+
+    def _send_through_flow(self, data: bytes) -> httpx.Response:
+        """The direct path under a TokenAuth subclass that overrides ``sync_auth_flow``: its flow is driven
+        over urllib3 with httpx Request/Response objects, so every customization keeps applying."""
+        request = httpx.Request("POST", self.messages_url, content=data, headers=self._direct_headers)
+        flow = self.auth.sync_auth_flow(request)
+        outgoing = next(flow)
+        while True:
+            query = outgoing.url.query.decode("ascii")
+            status, headers, content = self._wire(f"?{query}" if query else "", _wire_headers(outgoing), data)
+            response = httpx.Response(status, headers=list(headers.items()), content=content, request=outgoing)
+            try:
+                outgoing = flow.send(response)
+            except StopIteration:
+                return response
 
     # -- the public API ------------------------------------------------------------------------------------
     def send(self, message: Mapping[str, Any]) -> SendResult:
@@ -623,7 +663,11 @@ class AsyncSender(_BaseSender):
                 if self._session is not None:
                     if data is None:
                         data = encode_json(body)
-                    response: Answer = await self.auth.arun(partial(self._send_direct, data))
+                    response: Answer = (
+                        await self.auth.arun(partial(self._send_direct, data))
+                        if self._plain_flow
+                        else await self._send_through_flow(data)
+                    )
                 else:
                     assert self._client is not None
                     response = await self._client.post(
@@ -644,24 +688,44 @@ class AsyncSender(_BaseSender):
 
     async def _send_direct(self, data: bytes, token: Token, secret: Token | None) -> Reply:
         """One POST on aiohttp's pool carrying ``token`` (the step :meth:`TokenAuth.arun` repeats on a 401)."""
-        assert self._session is not None
         headers = self._direct_headers.copy()
         headers["Authorization"] = self.auth.bearer(token)
-        url = self.messages_url
-        if secret is not None:
-            url = f"{url}?{urlencode(self.auth.proof_params(token, secret))}"
+        query = f"?{urlencode(self.auth.proof_params(token, secret))}" if secret is not None else ""
+        status, answer_headers, content = await self._wire(query, headers, data)
+        return Reply(status, answer_headers, content, token)
+
+    async def _wire(self, query: str, headers: dict[str, str], data: bytes) -> tuple[int, Any, bytes]:
+        """Take an in-flight slot, POST, give the slot back: ``(status, headers, body)``."""
+        assert self._session is not None
         slots = self.pool.slots
         if not slots.try_acquire() and not await slots.acquire(self.pool.queue_timeout):
             raise queue_timeout_error(self.pool.queue_timeout, slots.limit, self._what)
+        url = self.messages_url + query
         try:
-            status, answer_headers, content = await self._session.post(
-                url, data, headers, self._aio_timeout, self.messages_url
-            )
+            answer = await self._session.post(url, data, headers, self._aio_timeout, self.messages_url)
         finally:
             slots.release()
         if http_logger.isEnabledFor(logging.INFO):
-            _log_request(url, status)
-        return Reply(status, answer_headers, content, token)
+            _log_request(url, answer[0])
+        return answer
+
+    async def _send_through_flow(self, data: bytes) -> httpx.Response:
+        """The direct path under a TokenAuth subclass that overrides ``async_auth_flow``: its flow is driven
+        over aiohttp with httpx Request/Response objects, so every customization keeps applying."""
+        request = httpx.Request("POST", self.messages_url, content=data, headers=self._direct_headers)
+        flow = self.auth.async_auth_flow(request)
+        try:
+            outgoing = await flow.__anext__()
+            while True:
+                query = outgoing.url.query.decode("ascii")
+                status, headers, content = await self._wire(f"?{query}" if query else "", _wire_headers(outgoing), data)
+                response = httpx.Response(status, headers=list(headers.items()), content=content, request=outgoing)
+                try:
+                    outgoing = await flow.asend(response)
+                except StopAsyncIteration:
+                    return response
+        finally:
+            await flow.aclose()
 
     # -- the public API ------------------------------------------------------------------------------------
     async def send(self, message: Mapping[str, Any]) -> SendResult:

@@ -8,6 +8,7 @@ import logging
 import secrets
 import string
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -47,7 +48,8 @@ READABLE = [
     "WHATSAPP_TOKEN",
     "WHATSAPP_BUSINESS_ACCOUNT_ACCESS_TOKEN_PROD",
     "whatsapp_token_for_tenant_acme_2024",
-    "MyWhatsAppToken2024Production",
+    "WhatsAppBusinessAccountToken",
+    "CustomerServiceWhatsappSender",
     "/run/secrets/whatsapp_token",
     "vault:secret/whatsapp/prod#access_token",
     "arn:aws:secretsmanager:us-east-1:123456789012:secret:whatsapp/prod-AbCdEf",
@@ -69,6 +71,24 @@ def test_credentials_are_masked_in_any_text(value: str) -> None:
     assert text == f"env:{masked(value)}: environment variable is not set ('{masked(value)}')"
     assert fingerprint_of(value) in text and f"{len(value)} chars" in text
     assert mask_credentials(text) == text  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("kind", "make"),
+    [
+        ("app secret", lambda r: "".join(r.choice("0123456789abcdef") for _ in range(32))),
+        ("base64url 40", lambda r: "".join(r.choice(ALPHABET + "-_") for _ in range(40))),
+        ("meta token", lambda r: "EAAG" + "".join(r.choice(ALPHABET) for _ in range(150))),
+        ("alnum 32", lambda r: "".join(r.choice(ALPHABET) for _ in range(32))),
+    ],
+)
+def test_random_secrets_are_masked(kind: str, make: Any) -> None:
+    """A seeded sample (deterministic): every one of 2,000 random secrets of each kind is masked."""
+    import random
+
+    rng = random.Random(14)
+    leaked = [v for v in (make(rng) for _ in range(2000)) if v in mask_credentials(f"x:{v}")]
+    assert leaked == [], f"{len(leaked)} {kind} values not masked"
 
 
 @pytest.mark.parametrize("value", READABLE)

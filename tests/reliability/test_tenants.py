@@ -288,11 +288,10 @@ async def test_fifty_tenants_from_tasks(fleet: Fleet) -> None:
 # -- a cold start across many tenants ---------------------------------------------------------------------------
 COLD_TENANTS = 100
 COLD_SENDS = 1000
-#: threads for the sync variant: each of the first 32 tenants' reads is held with 32 threads waiting, the other
-#: tenants' first reads come after. (100 threads through one httpx/httpcore pool - a plain Sender too - saw
-#: "[Errno 9] Bad file descriptor" ReadError/WriteError now and then on this 2-core box with DEBUG logging:
-#: a pool problem outside this test's subject, reported in the closing note.)
-COLD_THREADS = 32
+#: threads for the sync variant: one per tenant, so every tenant's first read is held with its thread waiting.
+#: (On httpx/httpcore's sync pool, 100 threads - a plain Sender too - saw "[Errno 9] Bad file descriptor" now
+#: and then with DEBUG logging; the senders' urllib3 pool does not.)
+COLD_THREADS = COLD_TENANTS
 
 
 class _ColdStore:

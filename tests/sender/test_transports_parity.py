@@ -191,3 +191,72 @@ def test_a_proxy_in_the_environment_keeps_httpx(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("HTTPS_PROXY")
     with sender.Sender(store.cached(), phone_number_id="1") as client:
         assert client.transport_name == "urllib3"
+
+
+# -- a TokenAuth subclass that customizes the httpx flows keeps its customization on the direct paths ----------
+class CheckingAuth(sender.TokenAuth):
+    """Like a tenant's flow: a check before every request (here: counted, and refusing once told to)."""
+
+    def __init__(self, provider: tokenstore.TokenProvider) -> None:
+        super().__init__(provider)
+        self.checks = 0
+        self.refuse = False
+
+    def _check(self) -> None:
+        self.checks += 1
+        if self.refuse:
+            raise AuthenticationError("refused by the subclass before anything was sent")
+
+    def sync_auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+        self._check()
+        yield from super().sync_auth_flow(request)
+
+    async def async_auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+        self._check()
+        flow = super().async_auth_flow(request)
+        outgoing = await flow.__anext__()
+        while True:
+            response = yield outgoing
+            try:
+                outgoing = await flow.asend(response)
+            except StopAsyncIteration:
+                return
+
+
+@pytest.mark.parametrize("transport", SYNC)
+def test_sync_subclassed_flow_is_driven_on_every_transport(sandbox: Sandbox, store: Store, transport: str) -> None:
+    provider = store.cached()
+    auth = CheckingAuth(provider)
+    with make_sender(sandbox, provider, auth=auth, sync_transport=transport) as client:
+        assert client.transport_name == transport and client.auth is auth
+        client.send_text(TO, "one")
+        store.rotate()
+        assert client.send_text(TO, "two").attempts == 1  # 401 -> refetch -> resend, inside the subclass's flow
+        auth.refuse = True
+        with pytest.raises(AuthenticationError, match="refused by the subclass"):
+            client.send_text(TO, "three")
+    assert auth.checks == 3 and auth.resends == 1
+    assert [r.status for r in sandbox.requests] == [200, 401, 200]
+    assert sandbox.received_counts() == {"one": 1, "two": 1}
+
+
+@pytest.mark.parametrize("transport", ASYNC)
+async def test_async_subclassed_flow_is_driven_on_every_transport(
+    sandbox: Sandbox, store: Store, transport: str
+) -> None:
+    provider = store.cached()
+    auth = CheckingAuth(provider)
+    async with make_async_sender(sandbox, provider, auth=auth, async_transport=transport) as client:
+        await client.send_text(TO, "one")
+        store.rotate()
+        assert (await client.send_text(TO, "two")).attempts == 1
+        auth.refuse = True
+        with pytest.raises(AuthenticationError, match="refused by the subclass"):
+            await client.send_text(TO, "three")
+    assert auth.checks == 3 and auth.resends == 1
+    assert [r.status for r in sandbox.requests] == [200, 401, 200]
+
+
+def test_auth_must_ask_the_senders_provider(store: Store) -> None:
+    with pytest.raises(ValueError, match="own provider"):
+        sender.Sender(store.cached(), phone_number_id="1", auth=sender.TokenAuth(store.cached()))
