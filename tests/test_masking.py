@@ -191,3 +191,13 @@ def test_the_masking_filter_covers_log_arguments(caplog: pytest.LogCaptureFixtur
     caplog.set_level(logging.DEBUG, logger="tokenstore.backends.file")
     logger.warning("%s is readable by group or others", Path("/run") / value)
     assert value not in caplog.text and masked(value) in caplog.text
+
+
+def test_a_dotted_field_name_keeps_its_readable_segments() -> None:
+    """A credential used as a mapping key ends up in a dotted field name: only that segment is masked, so the
+    message still says which section and field it is about."""
+    token = "EAAG" + "Zx81qP" * 20
+    text = mask_credentials(f"fuzz.yaml: tenants.numbers.{token}: must be a tenant key")
+    assert token not in text
+    assert text.startswith("fuzz.yaml: tenants.numbers.[masked sha256:")
+    assert text.endswith(f", {len(token)} chars]: must be a tenant key")

@@ -17,8 +17,10 @@ are made of (letters, digits and ``- _ . ~ + / =``; a word ends at a space, a qu
 2. it is at least 32 characters long, holds upper and lower case, and its characters are spread like random
    text (4.2 bits per character: base64 and Azure-style client secrets with ``~ . _ - + /`` inside).
 
-In a path (a word with ``/``) only the segments that are credentials are masked; a word that is a
-credential as a whole but none of whose segments is one (base64 with ``/`` inside) is masked whole.
+In a path (a word with ``/``), and in a dotted name with at least two readable segments
+(``tenants.numbers.<key>``), only the segments that are credentials are masked; a prefixed token
+(``hvs.<random>``) and a word that is a credential as a whole but none of whose segments is one (base64 with
+``/`` inside) are masked whole.
 Names, paths, URLs, host names, ARNs, UUIDs, numeric ids and version numbers stay readable: their runs of
 letters and digits are short, or all one case, or do not look random (``WhatsAppBusinessAccountToken`` is
 shown; a CamelCase name with digits in it, ``MyToken2024Production``, is masked: it cannot be told from a
@@ -44,6 +46,7 @@ _WORD = re.compile(r"[A-Za-z0-9\-_.~+/=]{20,}")
 _RUN = re.compile(r"[A-Za-z0-9]{20,}")
 #: a quick test for text that cannot hold a credential word (no run of 20 letters/digits, no 32-char word)
 _CANDIDATE = re.compile(r"[A-Za-z0-9]{20}|[A-Za-z0-9\-_.~+/=]{32}")
+_SEGMENTS = re.compile(r"([/.])")
 _SWITCH = re.compile(r"(?<=[A-Za-z])[0-9]|(?<=[0-9])[A-Za-z]")
 
 
@@ -83,10 +86,14 @@ def _replace(match: re.Match[str]) -> str:
     word = match.group(0)
     if not looks_like_credential(word):
         return word
-    if "/" in word:  # a path: mask the segments that are credentials, keep the rest readable
-        parts = word.split("/")
-        if any(looks_like_credential(part) for part in parts):
-            return "/".join(masked(part) if looks_like_credential(part) else part for part in parts)
+    if "/" in word or "." in word:  # a path or a dotted field name: mask only the segments that are credentials
+        parts = _SEGMENTS.split(word)  # separators kept at the odd indexes
+        secret = [looks_like_credential(part) for part in parts[::2]]
+        # a path: any secret segment; a dotted name (tenants.numbers.<key>): two readable segments at least, so a
+        # prefixed token (hvs.<random>) is still masked whole and keeps its Token.fingerprint
+        readable = len(secret) - sum(secret)
+        if any(secret) and ("/" in word or readable >= 2):
+            return "".join(masked(part) if i % 2 == 0 and secret[i // 2] else part for i, part in enumerate(parts))
     return masked(word)  # one credential (base64 may hold "/" itself)
 
 
