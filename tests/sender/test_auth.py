@@ -46,6 +46,8 @@ def _rotation_run(sandbox: Sandbox, store: Store, client: sender.Sender) -> list
 
     def one(i: int) -> sender.SendResult:
         nonlocal done
+        if i >= N // 2 + 16:  # the tail is sent after the revoke, however slow the rotation is on a busy machine
+            assert rotated.wait(30)
         result = client.send_text(TO, f"m{i}")
         with lock:
             done += 1
@@ -81,16 +83,20 @@ async def test_rotation_with_revocation_mid_stream_async(sandbox: Sandbox, store
     raw = store.counting()
     gate = asyncio.Semaphore(16)
     done = 0
+    rotated = asyncio.Event()
 
     async with make_async_sender(sandbox, store.cached(raw)) as client:
 
         async def one(i: int) -> sender.SendResult:
             nonlocal done
+            if i >= N // 2 + 32:  # the tail goes out after the revoke, however slow the rotation is
+                await asyncio.wait_for(rotated.wait(), 30)
             async with gate:
                 result = await client.send_text(TO, f"a{i}")
             done += 1
             if done == N // 2:
                 await asyncio.to_thread(store.rotate, revoke_old=True)
+                rotated.set()
             return result
 
         results = await asyncio.gather(*(one(i) for i in range(N)))
