@@ -104,7 +104,8 @@ class TokenProvider(abc.ABC):
 
         What each backend does is in its docstring (file: the file is removed; Vault KV v2: the secret's
         metadata and every version; AWS Secrets Manager: deletion scheduled with the shortest recovery window,
-        SSM: the parameter). Backends that cannot raise :class:`~tokenstore.WriteNotSupported`.
+        SSM: the parameter; GCP: the secret and every version; Azure Key Vault: soft-delete). Backends that
+        cannot (Conjur, env) raise :class:`~tokenstore.WriteNotSupported`.
         """
         raise WriteNotSupported(
             "this backend cannot delete or disable secrets: remove it in the store itself", source=self.source

@@ -477,6 +477,92 @@ def test_vault_fleet_check_refresh_offboard(
         assert t.tenants() == sorted([tenants["a"], tenants["b"]])
 
 
+# -- GCP Secret Manager and Azure Key Vault: offboarding deletes the tenant's secret -----------------------------
+
+from tests.backends.test_azure import kv as kv  # noqa: E402  (the Key Vault fake)
+from tests.backends.test_azure import tls as tls  # noqa: E402
+from tests.backends.test_gcp import PROJECT  # noqa: E402
+from tests.backends.test_gcp import sm_server as sm_server  # noqa: E402  (the Secret Manager gRPC server)
+from tests.servers.azure_keyvault import KeyVaultServer  # noqa: E402
+from tests.servers.gcp_secretmanager import SecretManagerServer  # noqa: E402
+
+
+def test_gcp_offboard_deletes_the_tenants_secret(
+    sandbox: Sandbox, tmp_path: Path, sm_server: SecretManagerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import uuid
+
+    prefix = f"wa-f{uuid.uuid4().hex[:8]}-"
+    section = {
+        "token": {
+            "backend": "gcp",
+            "gcp": {
+                "project": PROJECT,
+                "endpoint": sm_server.endpoint,
+                "plaintext": True,
+                "secret": prefix + "{tenant}",
+            },
+        }
+    }
+    fleet = make_fleet(sandbox, tmp_path, section)
+    leaving, staying = (sandbox.add_business(token=canary(), expires_in=SIXTY_DAYS) for _ in range(2))
+    for business in (leaving, staying):
+        assert business.token is not None
+        sm_server.add_version(PROJECT, prefix + business.waba_id, business.token)
+    code, out, _ = run_cli(fleet, capsys, "offboard", "--tenant", leaving.waba_id, "--json")
+    assert code == 0 and json.loads(out)["deleted"]
+    assert not sm_server.exists(PROJECT, prefix + leaving.waba_id)
+    assert sm_server.exists(PROJECT, prefix + staying.waba_id)
+    assert leaving.token is not None
+    assert sandbox.token_record(leaving.token).status(sandbox.clock()) == "revoked"  # type: ignore[union-attr]
+    with fleet.tenants() as t:
+        assert t.tenants() == [staying.waba_id]
+
+
+def test_azure_offboard_deletes_the_tenants_secret(
+    sandbox: Sandbox,
+    tmp_path: Path,
+    kv: KeyVaultServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uuid
+
+    prefix = f"wa-f{uuid.uuid4().hex[:8]}-"
+    client_secret = canary("entra-secret-")
+    kv.register_app("tokenstore-fleet-app", client_secret)
+    monkeypatch.setenv("TS_FLEET_AZURE_SECRET", client_secret)
+    section = {
+        "token": {
+            "backend": "azure",
+            "azure": {
+                "vault_url": kv.url,
+                "name": prefix + "{tenant}",
+                "ca_bundle": kv.ca_pem,
+                "verify_challenge_resource": False,
+                "credential": {
+                    "method": "client_secret",
+                    "tenant_id": kv.tenant_id,
+                    "client_id": "tokenstore-fleet-app",
+                    "client_secret": {"env": "TS_FLEET_AZURE_SECRET"},
+                    "authority": kv.url,
+                    "disable_instance_discovery": True,
+                },
+            },
+        }
+    }
+    fleet = make_fleet(sandbox, tmp_path, section)
+    leaving, staying = (sandbox.add_business(token=canary(), expires_in=SIXTY_DAYS) for _ in range(2))
+    for business in (leaving, staying):
+        assert business.token is not None
+        kv.set_secret(prefix + business.waba_id, business.token)
+    code, out, _ = run_cli(fleet, capsys, "offboard", "--tenant", leaving.waba_id, "--json")
+    assert code == 0 and json.loads(out)["deleted"]
+    assert kv.deleted(prefix + leaving.waba_id) and not kv.deleted(prefix + staying.waba_id)
+    with fleet.tenants() as t:
+        assert t.tenants() == [staying.waba_id]
+
+
 def test_tenants_list_shows_disconnected_tenants(fleet: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
     stays = fleet.add("stays")
     leaves = fleet.add("leaves")

@@ -6,7 +6,9 @@ aio) and ``ClientSecretCredential`` send:
 * Key Vault: ``GET /secrets/{name}/`` (latest), ``GET /secrets/{name}/{version}``, ``PUT /secrets/{name}``
   (stores ``attributes.exp``/``nbf`` as sent, unix seconds, and returns them), ``GET /secrets`` (list:
   ``maxresults`` 1-25, default 25, pages chained by an absolute ``nextLink`` carrying ``$skiptoken``, as Key Vault
-  sends it), each with a required, known ``api-version``; bodies in Key Vault's JSON shape (``value``, ``id``,
+  sends it), ``DELETE /secrets/{name}`` (soft-delete: answers the ``DeletedSecretBundle`` with ``recoveryId``,
+  ``deletedDate``, ``scheduledPurgeDate`` and no value; the secret leaves reads and the list, and a PUT of its name
+  is 409 ``Conflict``/``ObjectIsDeletedButRecoverable`` while it awaits purge), each with a required, known ``api-version``; bodies in Key Vault's JSON shape (``value``, ``id``,
   ``attributes`` with ``enabled``/``exp``/``nbf``/...); errors as Key Vault sends them (``SecretNotFound`` 404,
   403 ``Forbidden``/``SecretDisabled`` for a disabled secret, 429 ``Throttled`` with ``Retry-After``, ...).
 * Authentication as Key Vault does it: a request without a bearer token gets the 401 challenge
@@ -129,6 +131,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self.server.owner._dispatch(self, "PATCH")
 
+    def do_DELETE(self) -> None:
+        self.server.owner._dispatch(self, "DELETE")
+
 
 class KeyVaultServer:
     """The fake. ``url`` is both the vault URL and the credential's ``authority``."""
@@ -139,6 +144,7 @@ class KeyVaultServer:
         self.port = port or free_port()
         self._lock = threading.Lock()
         self._secrets: dict[str, list[SecretVersion]] = {}
+        self._deleted: dict[str, list[SecretVersion]] = {}  # soft-deleted, awaiting purge or recovery
         self._tokens: set[str] = set()
         self._apps: dict[str, str] = {}
         self._faults: list[_Fault] = []
@@ -330,6 +336,8 @@ class KeyVaultServer:
             return self._get(name, version)
         if method == "PUT" and version is None:
             return self._put(name, body)
+        if method == "DELETE" and version is None:
+            return self._delete(name)
         return 405, {}, _error("BadParameter", "Method not allowed.")
 
     def _get(self, name: str, version: str | None) -> tuple[int, dict[str, str], Any]:
@@ -374,6 +382,19 @@ class KeyVaultServer:
         return 200, {}, {"value": items, "nextLink": next_link}
 
     def _put(self, name: str, body: bytes) -> tuple[int, dict[str, str], Any]:
+        with self._lock:
+            reserved = name in self._deleted
+        if reserved:
+            return (
+                409,
+                {},
+                _error(
+                    "Conflict",
+                    f"Secret {name} is currently in a deleted but recoverable state, and its name cannot be reused; "
+                    "in this state, the secret can only be recovered or purged.",
+                    "ObjectIsDeletedButRecoverable",
+                ),
+            )
         try:
             data = json.loads(body)
         except ValueError:
@@ -393,6 +414,27 @@ class KeyVaultServer:
         with self._lock:
             self._secrets.setdefault(name, []).append(version)
         return 200, {}, self._bundle(name, version)
+
+    def _delete(self, name: str) -> tuple[int, dict[str, str], Any]:
+        """Soft-delete: the secret leaves ``/secrets`` and its name stays reserved (a PUT is 409) until purged."""
+        with self._lock:
+            versions = self._secrets.pop(name, None)
+            if versions:
+                self._deleted[name] = versions
+        if not versions:
+            return 404, {}, _error("SecretNotFound", f"A secret with (name/id) {name} was not found in this key vault.")
+        now = int(time.time())
+        bundle = self._bundle(name, versions[-1])
+        bundle.pop("value", None)  # Key Vault's DeletedSecretBundle for DELETE carries no value
+        bundle.update(
+            recoveryId=f"{self.url}/deletedsecrets/{name}", deletedDate=now, scheduledPurgeDate=now + 90 * 86400
+        )
+        return 200, {}, bundle
+
+    def deleted(self, name: str) -> bool:
+        """Whether ``name`` is soft-deleted (awaiting purge or recovery)."""
+        with self._lock:
+            return name in self._deleted
 
     def _bundle(self, name: str, version: SecretVersion) -> dict[str, Any]:
         attributes: dict[str, Any] = {

@@ -1,7 +1,8 @@
 """A local gRPC server of Google Secret Manager (``google.cloud.secretmanager.v1.SecretManagerService``).
 
 Serves ``AccessSecretVersion``, ``AddSecretVersion``, ``CreateSecret`` (``ALREADY_EXISTS`` for a secret that
-exists, ``INVALID_ARGUMENT`` without replication) and ``ListSecrets`` over real gRPC (HTTP/2) on 127.0.0.1 with the status
+exists, ``INVALID_ARGUMENT`` without replication), ``DeleteSecret`` (the secret and all its versions; an unknown
+secret is ``NOT_FOUND``; answers ``google.protobuf.Empty``) and ``ListSecrets`` over real gRPC (HTTP/2) on 127.0.0.1 with the status
 codes Secret Manager uses, so the real ``SecretManagerServiceClient`` and ``SecretManagerServiceAsyncClient``
 can be pointed at it through the backend's ``endpoint`` + ``plaintext`` options (or over TLS with a local CA).
 The package's own proto-plus classes (de)serialize the messages: no protoc step.
@@ -37,7 +38,7 @@ from typing import Any
 import google_crc32c
 import grpc
 from google.cloud.secretmanager_v1.types import resources, service
-from google.protobuf import any_pb2, duration_pb2
+from google.protobuf import any_pb2, duration_pb2, empty_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status  # type: ignore[import-untyped]
 
@@ -175,6 +176,10 @@ class SecretManagerServer:
             if state == "DESTROYED":
                 v.data = b""
 
+    def exists(self, project: str, secret: str) -> bool:
+        with self._lock:
+            return (project, secret) in self._secrets
+
     def versions(self, project: str, secret: str) -> list[bytes]:
         with self._lock:
             return [v.data for v in self._secrets.get((project, secret), [])]
@@ -226,6 +231,11 @@ class SecretManagerServer:
                     request_deserializer=service.ListSecretsRequest.deserialize,
                     response_serializer=service.ListSecretsResponse.serialize,
                 ),
+                "DeleteSecret": grpc.unary_unary_rpc_method_handler(
+                    self._wrap("DeleteSecret", self._delete),
+                    request_deserializer=service.DeleteSecretRequest.deserialize,
+                    response_serializer=empty_pb2.Empty.SerializeToString,
+                ),
                 "AddSecretVersion": grpc.unary_unary_rpc_method_handler(
                     self._wrap("AddSecretVersion", self._add),
                     request_deserializer=service.AddSecretVersionRequest.deserialize,
@@ -265,11 +275,11 @@ class SecretManagerServer:
                     return self._faults.pop(i)
         return None
 
-    def _check_denied(self, project: str, secret: str) -> None:
+    def _check_denied(self, project: str, secret: str, permission: str = "secretmanager.versions.access") -> None:
         if f"projects/{project}/secrets/{secret}" in self.deny:
             raise _Abort(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"Permission 'secretmanager.versions.access' denied for resource "
+                f"Permission '{permission}' denied for resource "
                 f"'projects/{project}/secrets/{secret}' (or it may not exist).",
             )
 
@@ -363,6 +373,19 @@ class SecretManagerServer:
             next_page_token=str(following) if following < len(names) else "",
             total_size=len(names),
         )
+
+    def _delete(self, request: service.DeleteSecretRequest) -> empty_pb2.Empty:
+        match = _SECRET_NAME.match(request.name)
+        if not match:
+            raise _Abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"Invalid resource field value in the request: {request.name}"
+            )
+        project, secret = match.groups()
+        self._check_denied(project, secret, "secretmanager.secrets.delete")
+        with self._lock:
+            if self._secrets.pop((project, secret), None) is None:
+                raise _Abort(grpc.StatusCode.NOT_FOUND, f"Secret [projects/{project}/secrets/{secret}] not found.")
+        return empty_pb2.Empty()
 
     def _add(self, request: service.AddSecretVersionRequest) -> resources.SecretVersion:
         match = _SECRET_NAME.match(request.parent)

@@ -1,7 +1,8 @@
 """``azure``: Azure Key Vault secrets, through azure-keyvault-secrets and azure-identity (sync and aio clients).
 
 Reads the secret ``name`` from ``vault_url`` (the latest version, or a pinned version id); ``put_token`` sets a
-new version (``set_secret``).
+new version (``set_secret``); ``delete_secret`` (offboarding) deletes it (``begin_delete_secret``: soft-delete,
+recoverable for the vault's retention period).
 
 * Credentials: ``DefaultAzureCredential`` unless ``credential.method`` picks ``client_secret`` (the secret from
   ``{env: VAR}`` / ``{file: PATH}``, never a literal), ``managed_identity`` or ``workload_identity``.
@@ -482,6 +483,27 @@ class AzureBackend(Backend):
             raise self._translate(exc, "write") from exc
         return self._written(secret)
 
+    @property
+    def supports_delete(self) -> bool:
+        return True
+
+    def delete_secret(self) -> None:
+        """Delete the secret, every version (``begin_delete_secret``: ``DELETE /secrets/{name}``).
+
+        Deleted rather than disabled: a disabled secret is still listed, so a fleet would keep seeing the tenant
+        (and ``check --all`` report it broken); a deleted one leaves the listing and reads as not found at once.
+        With soft-delete on (every vault now) it stays recoverable (and its name reserved: 409 until purged or
+        recovered) for the vault's retention period, like AWS's recovery window. The poller is not waited on:
+        Key Vault answers the DELETE once the secret is gone from ``/secrets``, and waiting would poll
+        ``/deletedsecrets`` (which needs secrets/get on deleted secrets) for nothing. The async path runs this in a
+        worker thread (the aio client's ``delete_secret`` always polls)."""
+        client = self._sync_client()
+        try:
+            client.begin_delete_secret(self.secret_name)
+        except Exception as exc:
+            raise self._translate(exc, "delete") from exc
+        logger.info("deleted %s", self.source)
+
     def _written(self, secret: Any) -> str | None:
         version = secret.properties.version
         logger.info("wrote a new version of %s: %s", self.source, version)
@@ -514,7 +536,7 @@ class AzureBackend(Backend):
             code, inner = _error_codes(exc)
             label = f"HTTP {status}" + (f" {code}" if code else "") + (f"/{inner}" if inner else "")
             if status == 404:
-                what = "secret version" if self.version else "secret"
+                what = "secret version" if self.version and action != "delete" else "secret"
                 return SecretNotFound(f"no such {what} in the vault ({label})", source=source)
             if status == 403 and (inner == "SecretDisabled" or code == "SecretDisabled"):
                 return SecretMalformed(
@@ -524,8 +546,8 @@ class AzureBackend(Backend):
             if status == 401:
                 return AccessDenied(f"Key Vault rejected the token ({label})", source=source)
             if status == 403:
-                need = {"read": "get", "list": "list"}.get(action, "set")
-                role = "Officer" if need == "set" else "User"
+                need = {"read": "get", "list": "list", "delete": "delete"}.get(action, "set")
+                role = "User" if need in ("get", "list") else "Officer"
                 return AccessDenied(
                     f"permission denied ({label}): the identity needs secrets/{need} on the vault (RBAC role "
                     f"Key Vault Secrets {role} or an access policy)",

@@ -890,6 +890,14 @@ class ConjurBackend(Backend):
     async def aput_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
         return await self._arun(self._put_flow(value, expected))
 
+    def delete_secret(self) -> None:
+        """Conjur's REST API cannot delete or disable a variable (only a policy update can): always refused."""
+        raise WriteNotSupported(
+            "Conjur cannot delete or disable a variable over its REST API: remove it from the policy that declares "
+            "it (conjur policy update with !delete) yourself",
+            source=self.source,
+        )
+
     # -- many tenants: one variable per tenant, one access token for all --------------------------------------
     tenant_options = ("variable",)
 

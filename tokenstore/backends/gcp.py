@@ -1,7 +1,8 @@
 """``gcp``: Google Cloud Secret Manager, through the official client library over gRPC (sync and asyncio).
 
 Reads ``projects/{project}/secrets/{secret}/versions/{version}`` (``latest`` or a version number), optionally
-one ``key`` of a JSON object stored there; ``put_token`` adds a new version (``add_secret_version``).
+one ``key`` of a JSON object stored there; ``put_token`` adds a new version (``add_secret_version``);
+``delete_secret`` (offboarding) deletes the secret with all its versions (``delete_secret``).
 
 * Credentials: Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``, workload identity, the
   metadata server, gcloud), or ``credentials_file`` (a service-account key or external-account file).
@@ -506,6 +507,29 @@ class GcpBackend(Backend):
             raise self._translate(exc, "write") from exc
         return self._written(created)
 
+    @property
+    def supports_delete(self) -> bool:
+        return True
+
+    def delete_secret(self) -> None:
+        """DeleteSecret on ``projects/P/secrets/S``: the secret and every version of it are gone at once (Secret
+        Manager keeps no recoverable copy; the version pin does not matter). An unknown secret is
+        :class:`~tokenstore.SecretNotFound`; the identity needs ``secretmanager.secrets.delete``."""
+        client = self._sync_client()
+        try:
+            client.delete_secret(request={"name": self.secret_path}, retry=None, timeout=self.timeout)
+        except Exception as exc:
+            raise self._translate(exc, "delete") from exc
+        logger.info("deleted %s", self.secret_path)
+
+    async def adelete_secret(self) -> None:
+        client = await self._async_client()
+        try:
+            await client.delete_secret(request={"name": self.secret_path}, retry=None, timeout=self.timeout)
+        except Exception as exc:
+            raise self._translate(exc, "delete") from exc
+        logger.info("deleted %s", self.secret_path)
+
     def _create_missing(self, exc: Exception) -> bool:
         """A tenant's secret that does not exist yet is created by its first put_token (onboarding)."""
         self._load_modules()
@@ -556,6 +580,11 @@ class GcpBackend(Backend):
         if isinstance(exc, ex.GoogleAPICallError):
             status = _status_name(exc)
             if isinstance(exc, ex.NotFound):
+                if action == "delete":
+                    return SecretNotFound(
+                        f"{what} was not found ({status}): already deleted, or check project and secret",
+                        source=source,
+                    )
                 return SecretNotFound(
                     f"{what} was not found ({status}): check project, secret and version, and that the secret has "
                     "a version",
@@ -565,6 +594,7 @@ class GcpBackend(Backend):
                 role = {
                     "read": "roles/secretmanager.secretAccessor",
                     "list secrets": "secretmanager.secrets.list on the project (roles/secretmanager.viewer)",
+                    "delete": "secretmanager.secrets.delete (roles/secretmanager.admin)",
                 }.get(action, "roles/secretmanager.secretVersionAdder")
                 return AccessDenied(f"permission denied ({status}): the identity needs {role} on it", source=source)
             if isinstance(exc, ex.Unauthorized):

@@ -3,7 +3,9 @@
 ``sender.offboard_tenant`` does the work: the tenant's token is revoked at Graph at once (unless Graph
 already calls it invalid, or the tenant is disconnected), then its secret is deleted where the store can
 (file: removed; Vault KV v2: metadata and every version; AWS Secrets Manager: scheduled deletion, 7 days'
-recovery; SSM: deleted). A store that cannot delete says so (exit 5): remove the secret there yourself.
+recovery; SSM: deleted; GCP: the secret and every version; Azure Key Vault: soft-deleted, recoverable for the
+vault's retention period). A store that cannot delete (Conjur, env) says so (exit 5): remove the secret there
+yourself.
 When the revoke fails nothing is deleted (exit 4).
 """
 
