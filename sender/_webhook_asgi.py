@@ -46,16 +46,9 @@ class WebhookASGI:
         on_account_update: EventHook | None = None,
         reconciler: Reconciler | None = None,
     ) -> None:
-        if isinstance(verifier, WebhookHandler):
-            self.handler = verifier
-        else:
-            self.handler = WebhookHandler(
-                verifier,
-                on_event=on_event,
-                on_events=on_events,
-                on_account_update=on_account_update,
-                reconciler=reconciler,
-            )
+        self.handler = WebhookHandler.of(
+            verifier, on_event=on_event, on_events=on_events, on_account_update=on_account_update, reconciler=reconciler
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":  # served alone: nothing to set up

@@ -96,6 +96,24 @@ class WebhookHandler:
         self.on_account_update = on_account_update
         self.reconciler = reconciler
 
+    @classmethod
+    def of(
+        cls,
+        verifier: WebhookVerifier | WebhookHandler,
+        *,
+        on_event: EventHook | None = None,
+        on_events: EventHook | None = None,
+        on_account_update: EventHook | None = None,
+        reconciler: Reconciler | None = None,
+    ) -> WebhookHandler:
+        """``verifier`` itself when it is a handler already, else a handler around it with these hooks (what the
+        ASGI and WSGI glue take)."""
+        if isinstance(verifier, WebhookHandler):
+            return verifier
+        return cls(
+            verifier, on_event=on_event, on_events=on_events, on_account_update=on_account_update, reconciler=reconciler
+        )
+
     @property
     def max_body(self) -> int:
         return self.verifier.max_body

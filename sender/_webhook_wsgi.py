@@ -51,16 +51,9 @@ class WebhookWSGI:
         on_account_update: EventHook | None = None,
         reconciler: Reconciler | None = None,
     ) -> None:
-        if isinstance(verifier, WebhookHandler):
-            self.handler = verifier
-        else:
-            self.handler = WebhookHandler(
-                verifier,
-                on_event=on_event,
-                on_events=on_events,
-                on_account_update=on_account_update,
-                reconciler=reconciler,
-            )
+        self.handler = WebhookHandler.of(
+            verifier, on_event=on_event, on_events=on_events, on_account_update=on_account_update, reconciler=reconciler
+        )
 
     def __call__(self, environ: Mapping[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()

@@ -24,18 +24,15 @@ Manager then retries the step, and AWSCURRENT stays where it was.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import os
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from tokenstore import SecretNotFound, Token
 
 from .._exceptions import SendError
 from .._refresh import exchange_and_validate, validate_refreshed
-from ._core import RotationFailed, RotationResult, RotationSettings, Target, failures, label, logger, utcnow
+from ._core import Rotation, RotationFailed, RotationResult, RotationSettings, Target, failures, label, logger
 
 if TYPE_CHECKING:
     from tokenstore.backends.aws import AwsBackend, SecretVersions
@@ -50,23 +47,12 @@ AWSCURRENT, AWSPENDING, AWSPREVIOUS = "AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"
 _MARGIN = 10.0
 
 
-class AwsRotation:
+class AwsRotation(Rotation):
     """The rotation function, configurable for tests and wrappers; :func:`aws_lambda_handler` is one of these.
 
     ``config``: a path or mapping (default: ``$TOKENSTORE_CONFIG``), read on every invocation so a changed
     config or app secret is picked up. ``sleep`` and ``now`` are the wait and the clock.
     """
-
-    def __init__(
-        self,
-        config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        now: Callable[[], dt.datetime] = utcnow,
-    ) -> None:
-        self.config = config
-        self.sleep = sleep
-        self.now = now
 
     def __call__(self, event: Any, context: Any = None) -> dict[str, Any]:
         return self.handle(event, context).to_dict()

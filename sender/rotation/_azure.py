@@ -19,16 +19,14 @@ import base64
 import contextlib
 import datetime as dt
 import json
-import os
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tokenstore import Token, TokenProvider
 
 from .._refresh import refresh_stored_token
-from ._core import RotationFailed, RotationResult, RotationSettings, failures, label, logger, utcnow
+from ._core import Rotation, RotationFailed, RotationResult, RotationSettings, failures, label, logger
 
 if TYPE_CHECKING:
     from .._lifecycle import GraphTokenClient
@@ -69,23 +67,12 @@ class _ExpiringWrites(TokenProvider):
         return self._backend.put_token(value, expires_at=info.expires_at, **options)  # type: ignore[no-any-return]
 
 
-class AzureRotation:
+class AzureRotation(Rotation):
     """The Event Grid handler, configurable; :func:`azure_event_handler` is one of these.
 
     ``config``: a path or mapping (default: ``$TOKENSTORE_CONFIG``), read on every event. ``sleep`` and ``now``
     are the wait before revoking (``rotation.revoke_old_after``, when set) and the clock.
     """
-
-    def __init__(
-        self,
-        config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        now: Callable[[], dt.datetime] = utcnow,
-    ) -> None:
-        self.config = config
-        self.sleep = sleep
-        self.now = now
 
     def __call__(self, event: Any) -> list[dict[str, Any]] | dict[str, Any]:
         results = self.handle(event)

@@ -258,6 +258,25 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+class Rotation:
+    """What the three handlers (:class:`AwsRotation`, :class:`AzureRotation`, :class:`GcpRotation`) share.
+
+    ``config``: a path or mapping (default: ``$TOKENSTORE_CONFIG``), read on every invocation. ``sleep`` and
+    ``now`` are the wait before revoking (``rotation.revoke_old_after``) and the clock.
+    """
+
+    def __init__(
+        self,
+        config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.sleep = sleep
+        self.now = now
+
+
 def monotonic_sleep() -> Callable[[float], None]:
     return time.sleep
 

@@ -21,14 +21,12 @@ import base64
 import contextlib
 import datetime as dt
 import json
-import os
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .._refresh import refresh_stored_token
-from ._core import RotationFailed, RotationResult, RotationSettings, failures, label, logger, utcnow
+from ._core import Rotation, RotationFailed, RotationResult, RotationSettings, failures, label, logger
 
 __all__ = ["SECRET_ROTATE", "GcpRotation", "gcp_pubsub_handler"]
 
@@ -36,23 +34,12 @@ SECRET_ROTATE = "SECRET_ROTATE"
 _SECRET = re.compile(r"projects/([^/]+)/secrets/([^/]+)\Z")
 
 
-class GcpRotation:
+class GcpRotation(Rotation):
     """The Pub/Sub handler, configurable; :func:`gcp_pubsub_handler` is one of these.
 
     ``config``: a path or mapping (default: ``$TOKENSTORE_CONFIG``), read on every message. ``sleep`` and
     ``now`` are the wait before revoking (``rotation.revoke_old_after``, when set) and the clock.
     """
-
-    def __init__(
-        self,
-        config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        now: Callable[[], dt.datetime] = utcnow,
-    ) -> None:
-        self.config = config
-        self.sleep = sleep
-        self.now = now
 
     def __call__(self, message: Any, context: Any = None) -> dict[str, Any]:
         return self.handle(message, context).to_dict()
