@@ -56,8 +56,11 @@ def sent_token(response: Answer) -> Token | None:
 
 def json_body(response: Answer) -> Any:
     """The parsed JSON body, or None when it is not JSON."""
+    content = response.content
     try:
-        return json.loads(response.content)
+        if content[:1] == b"{":  # Graph's UTF-8 JSON object: skip json's encoding detection for bytes
+            return json.loads(content.decode("utf-8"))
+        return json.loads(content)
     except (ValueError, UnicodeDecodeError):
         return None
 

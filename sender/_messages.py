@@ -70,6 +70,8 @@ def _is_str(value: Any, *, max_len: int | None = None, allow_empty: bool = False
 
 def recipient_problem(to: Any) -> str | None:
     """Why ``to`` is not a phone number or WhatsApp id, or None."""
+    if isinstance(to, str) and to.isdigit() and 6 <= len(to) <= 20:  # the usual case: digits only
+        return None
     if not isinstance(to, str) or not to.strip():
         return "to: required, the recipient's phone number in international format (digits, optional +)"
     digits = _PHONE_STRIP.sub("", to)

@@ -43,18 +43,32 @@ class SendResult:
         cls, data: Mapping[str, Any], *, attempts: int = 1, token_fingerprint: str | None = None
     ) -> SendResult | None:
         """Parse the Cloud API's success shape; None when it is not that shape."""
+        return cls._parse(data, dict(data), attempts, token_fingerprint)
+
+    @classmethod
+    def _parse(
+        cls, data: Mapping[str, Any], raw: Mapping[str, Any], attempts: int, token_fingerprint: str | None
+    ) -> SendResult | None:
+        """:meth:`from_response` keeping ``raw`` as given (the sender's own freshly parsed body: no copy)."""
         messages = data.get("messages")
-        if not isinstance(messages, list) or not messages or not isinstance(messages[0], Mapping):
+        if not isinstance(messages, list) or not messages:
             return None
-        message_id = messages[0].get("id")
+        first = messages[0]
+        if type(first) is not dict and not isinstance(first, Mapping):  # a dict skips the ABC check
+            return None
+        message_id = first.get("id")
         if not isinstance(message_id, str) or not message_id:
             return None
-        status = messages[0].get("message_status")
+        status = first.get("message_status")
         wa_id = input_ = None
         contacts = data.get("contacts")
-        if isinstance(contacts, list) and contacts and isinstance(contacts[0], Mapping):
-            wa_id = contacts[0].get("wa_id") if isinstance(contacts[0].get("wa_id"), str) else None
-            input_ = contacts[0].get("input") if isinstance(contacts[0].get("input"), str) else None
+        if isinstance(contacts, list) and contacts:
+            contact = contacts[0]
+            if type(contact) is dict or isinstance(contact, Mapping):
+                wa_id = contact.get("wa_id")
+                input_ = contact.get("input")
+                wa_id = wa_id if isinstance(wa_id, str) else None
+                input_ = input_ if isinstance(input_, str) else None
         return cls(
             message_id=message_id,
             wa_id=wa_id,
@@ -62,7 +76,7 @@ class SendResult:
             message_status=status if isinstance(status, str) else None,
             attempts=attempts,
             token_fingerprint=token_fingerprint,
-            raw=dict(data),
+            raw=raw,
         )
 
 

@@ -313,9 +313,13 @@ class Reply:
         return f"<Reply [{self.status_code}]>"
 
 
+#: httpx's ``json=`` encoding, built once (``json.dumps`` with these options builds an encoder per call)
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def encode_json(body: Any) -> bytes:
     """A JSON request body exactly as httpx encodes ``json=``."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return _JSON.encode(body).encode("utf-8")
 
 
 class ConnectionPool:
