@@ -183,8 +183,12 @@ class _Parser:
         if status in (204, 304):
             self.state = _DONE
         elif coding is not None:
-            if coding.rsplit(",", 1)[-1].strip().lower() != "chunked":
+            # we send no TE header, so chunked is the only transfer coding a server may use (RFC 9112 7.4):
+            # "gzip, chunked" would hand back a body nobody decoded
+            if coding.strip().lower() != "chunked":
                 raise _BadResponse(f"an unsupported transfer-encoding ({coding[:40]})")
+            if length is not None:
+                self.keep_alive = False  # framed both ways: chunked wins, the connection is not reused (6.3)
             self.state = _CHUNK_SIZE
         elif length is not None:
             lengths = {v.strip() for v in length.split(",")}  # repeated equal values are allowed (RFC 9112 6.3)
