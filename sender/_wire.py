@@ -70,7 +70,7 @@ _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, _
 class _Parser:
     """Incremental parser of the one response on a connection: :meth:`feed` bytes; ``done`` when complete."""
 
-    __slots__ = ("body", "buf", "headers", "keep_alive", "left", "state", "status", "version_11")
+    __slots__ = ("body", "buf", "headers", "keep_alive", "left", "seen", "state", "status", "version_11")
 
     def __init__(self) -> None:
         self.buf = b""
@@ -79,6 +79,7 @@ class _Parser:
         self.headers = Headers()
         self.body: list[bytes] = []
         self.left = 0  # bytes of the body (or of the current chunk) still to come
+        self.seen = 0  # bytes of heads (interim ones too) and trailers so far: MAX_HEAD bounds them all
         self.keep_alive = True
         self.version_11 = True
 
@@ -117,11 +118,12 @@ class _Parser:
             if state == _HEAD:
                 end = buf.find(b"\r\n\r\n")
                 if end < 0:
-                    if len(buf) > MAX_HEAD:
+                    if self.seen + len(buf) > MAX_HEAD:
                         raise _BadResponse(f"a response head of more than {MAX_HEAD} bytes")
                     self.buf = buf
                     return
-                if end > MAX_HEAD:
+                self.seen += end + 4
+                if self.seen > MAX_HEAD:  # one head, or endless interim (1xx) ones
                     raise _BadResponse(f"a response head of more than {MAX_HEAD} bytes")
                 head, buf = buf[:end], buf[end + 4 :]
                 self._head(head)
@@ -145,8 +147,13 @@ class _Parser:
                 if line:
                     raise _BadResponse("a chunk not followed by CRLF")
                 self.state = _CHUNK_SIZE
-            elif state == _TRAILERS and not line:
-                self.state = _DONE
+            elif state == _TRAILERS:
+                if not line:
+                    self.state = _DONE
+                else:
+                    self.seen += end + 2
+                    if self.seen > MAX_HEAD:
+                        raise _BadResponse(f"a head and trailers of more than {MAX_HEAD} bytes")
         if buf:
             # bytes beyond the one response we asked for: the connection is not in a state to reuse
             self.keep_alive = False
