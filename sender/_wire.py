@@ -216,16 +216,38 @@ class _Parser:
         if not coding or coding == "identity":
             return body
         if coding in ("gzip", "x-gzip", "deflate"):
-            wbits = 16 + zlib.MAX_WBITS if coding != "deflate" else (zlib.MAX_WBITS if body[:1] == b"\x78" else -15)
-            decoder = zlib.decompressobj(wbits)
-            try:
-                out = decoder.decompress(body, MAX_BODY + 1)
-            except zlib.error as exc:
-                raise _BadResponse(f"a {coding} body that does not decode") from exc
-            if len(out) > MAX_BODY:
-                raise _BadResponse(f"a body of more than {MAX_BODY} bytes once decoded")
-            return out
+            return _decode(coding, body) if body else body
         raise _BadResponse(f"an unsupported content-encoding ({coding[:40]})")
+
+
+def _decode(coding: str, body: bytes) -> bytes:
+    """A gzip (every member) or deflate (zlib-wrapped, any window, or raw) body, whole and at most MAX_BODY."""
+    if coding == "deflate":
+        cmf = body[0]
+        wrapped = len(body) > 1 and cmf & 0x0F == 8 and cmf >> 4 <= 7 and ((cmf << 8) | body[1]) % 31 == 0
+        wbits = zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS  # RFC 9110 says zlib; some servers send raw
+    else:
+        wbits = 16 + zlib.MAX_WBITS
+    out: list[bytes] = []
+    size = 0
+    while True:
+        decoder = zlib.decompressobj(wbits)
+        try:
+            piece = decoder.decompress(body, MAX_BODY + 1 - size)  # never inflates more than the bound
+        except zlib.error as exc:
+            raise _BadResponse(f"a {coding} body that does not decode") from exc
+        size += len(piece)
+        out.append(piece)
+        if size > MAX_BODY:
+            raise _BadResponse(f"a body of more than {MAX_BODY} bytes once decoded")
+        if not decoder.eof:  # a truncated stream must not pass for a short body
+            raise _BadResponse(f"a truncated {coding} body")
+        body = decoder.unused_data
+        if not body:
+            return b"".join(out) if len(out) != 1 else out[0]
+        if coding == "deflate":
+            raise _BadResponse("bytes after the end of a deflate body")
+        # another gzip member follows (RFC 1952 allows several)
 
 
 # -- one connection ---------------------------------------------------------------------------------------------
