@@ -498,10 +498,12 @@ class WireSession:
             lines.append(f"{name}: {value}\r\n")
         lines.append("\r\n")
         try:
-            request = "".join(lines).encode("latin-1") + data
+            request: bytes | None = "".join(lines).encode("latin-1") + data
         except UnicodeEncodeError:
+            request = None  # raised outside this block: the UnicodeEncodeError (as __context__) holds the headers
+        if request is None:
             _return(conn, idle, loop, self._limit)
-            raise httpx.LocalProtocolError("a header holds characters HTTP/1.1 cannot carry: not sent") from None
+            raise httpx.LocalProtocolError("a header holds characters HTTP/1.1 cannot carry: not sent")
         try:
             answer = await conn.send(request, read_timeout)
         except BaseException:
