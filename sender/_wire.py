@@ -314,6 +314,11 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self.parser = _Parser()
         waiter = self.waiter = self.loop.create_future()
+        if self.lost or self.transport.is_closing():
+            # closed between the connect and this write (the server accepted and closed at once): nothing left,
+            # and with no read timeout nothing else would ever resolve the waiter
+            waiter.set_exception(httpx.ConnectError("the server closed the connection before the request was sent"))
+            return waiter
         self.read_timeout = read_timeout
         self.transport.write(request)
         if read_timeout is not None:
