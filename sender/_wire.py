@@ -30,6 +30,7 @@ A connection whose request was cancelled, timed out or failed is closed, never r
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import zlib
 from typing import Any
@@ -368,6 +369,26 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def close_elsewhere(self) -> None:
+        """Close from outside this connection's loop, which may be closed or running in another thread."""
+        self.lost = True
+        loop, transport = self.loop, self.transport
+        if transport is None:
+            return
+        if loop.is_running():
+            loop.call_soon_threadsafe(self.close)  # its transport is that loop's, and that thread's, to touch
+            return
+        if not loop.is_closed():
+            self.close()  # an idle loop: nothing runs there now; the transport finishes closing if it runs again
+        # a loop that is not running (or closed: asyncio.run has returned) would never complete the close: end
+        # the TCP connection here so the server sees it go; the socket itself is freed with its transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
 
 # -- the pool ---------------------------------------------------------------------------------------------------
 class _Origin:
@@ -518,9 +539,17 @@ class WireSession:
         return answer
 
     def _drop_all(self) -> None:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
         for origin in self._by_origin.values():
             while origin.idle:
-                origin.idle.pop().close()
+                conn = origin.idle.pop()
+                if conn.loop is loop:
+                    conn.close()
+                else:
+                    conn.close_elsewhere()  # made on another loop: transport.close() there may raise or race
         self._by_origin.clear()
         self._targets.clear()
 
