@@ -78,7 +78,7 @@ class _Parser:
         self.state = _HEAD
         self.status = 0
         self.headers = Headers()
-        self.body: list[bytes] = []
+        self.body = bytearray()  # one buffer: a body in many small reads or chunks costs neither memory nor time
         self.left = 0  # bytes of the body (or of the current chunk) still to come
         self.seen = 0  # bytes of heads (interim ones too) and trailers so far: MAX_HEAD bounds them all
         self.keep_alive = True
@@ -95,21 +95,20 @@ class _Parser:
             state = self.state
             if state == _LENGTH:
                 take = buf[: self.left]
-                self.body.append(take)
+                self.body += take
                 self.left -= len(take)
                 buf = buf[len(take) :]
                 if self.left == 0:
                     self.state = _DONE
                 continue
             if state == _UNTIL_CLOSE:
-                self.body.append(buf)
-                self.left += len(buf)
-                if self.left > MAX_BODY:
+                self.body += buf
+                if len(self.body) > MAX_BODY:
                     raise _BadResponse(f"a body of more than {MAX_BODY} bytes")
                 return
             if state == _CHUNK_DATA:
                 take = buf[: self.left]
-                self.body.append(take)
+                self.body += take
                 self.left -= len(take)
                 buf = buf[len(take) :]
                 if self.left == 0:
@@ -141,7 +140,7 @@ class _Parser:
                 if not size or len(size) > 8 or any(c not in b"0123456789abcdefABCDEF" for c in size):
                     raise _BadResponse("a malformed chunk size")
                 self.left = int(size, 16)
-                if sum(map(len, self.body)) + self.left > MAX_BODY:
+                if len(self.body) + self.left > MAX_BODY:
                     raise _BadResponse(f"a body of more than {MAX_BODY} bytes")
                 self.state = _CHUNK_DATA if self.left else _TRAILERS
             elif state == _CHUNK_END:
@@ -212,7 +211,7 @@ class _Parser:
             self.keep_alive = False
 
     def content(self) -> bytes:
-        body = b"".join(self.body) if len(self.body) != 1 else self.body[0]
+        body = bytes(self.body)
         coding = dict.get(self.headers, "content-encoding", "").strip().lower()
         if not coding or coding == "identity":
             return body
