@@ -518,7 +518,7 @@ class WireSession:
         lines = [f"POST {target} HTTP/1.1\r\nHost: {origin.host_header}\r\nContent-Length: {len(data)}\r\n"]
         for name, value in headers.items():
             if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-                _return(conn, idle, loop, self._limit)
+                _return(conn, idle, loop, self._limit, self._expiry)
                 raise httpx.LocalProtocolError(f"the {name[:40]!r} header holds a line break: not sent") from None
             lines.append(f"{name}: {value}\r\n")
         lines.append("\r\n")
@@ -527,14 +527,14 @@ class WireSession:
         except UnicodeEncodeError:
             request = None  # raised outside this block: the UnicodeEncodeError (as __context__) holds the headers
         if request is None:
-            _return(conn, idle, loop, self._limit)
+            _return(conn, idle, loop, self._limit, self._expiry)
             raise httpx.LocalProtocolError("a header holds characters HTTP/1.1 cannot carry: not sent")
         try:
             answer = await conn.send(request, read_timeout)
         except BaseException:
             conn.close()  # cancelled, timed out or failed mid-request: its state is unknown
             raise
-        _return(conn, idle, loop, self._limit)
+        _return(conn, idle, loop, self._limit, self._expiry)
         return answer
 
     def _drop_all(self) -> None:
@@ -558,12 +558,19 @@ class WireSession:
         await asyncio.sleep(0)  # let the transports run their close callbacks
 
 
-def _return(conn: _Connection, idle: list[_Connection], loop: asyncio.AbstractEventLoop, limit: int) -> None:
+def _return(
+    conn: _Connection, idle: list[_Connection], loop: asyncio.AbstractEventLoop, limit: int, expiry: float
+) -> None:
     """Put a connection whose exchange is complete back among the idle ones (or close it)."""
     if conn.lost:
         return
+    now = loop.time()
+    # reuse is most recent first, so after a burst the oldest idle ones would sit at the bottom for ever, open
+    # past keepalive_expiry and counted against the limit: close those that expired (the oldest come first)
+    while idle and (idle[0].lost or now - idle[0].idle_since >= expiry):
+        idle.pop(0).close()
     if len(idle) < limit:
-        conn.idle_since = loop.time()
+        conn.idle_since = now
         idle.append(conn)
     else:
         conn.close()
