@@ -130,7 +130,7 @@ class Server:
         while not self.stopping.is_set():
             try:
                 sock, _ = self.listener.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -260,8 +260,8 @@ def bytewise(data: bytes) -> list[bytes]:
 
 CHUNKED = (
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
-    b"4;name=value;q=\"x\"\r\n{\"a\"\r\n"
-    b"6\r\n:1,\"b\"\r\n"
+    b'4;name=value;q="x"\r\n{"a"\r\n'
+    b'6\r\n:1,"b"\r\n'
     b"A   \r\n:[1,2,3,4]\r\n"
     b"1\r\n}\r\n"
     b"0;last\r\nX-Trailer: yes\r\nOther: 2\r\n\r\n"
@@ -369,9 +369,17 @@ def test_parser_connection_close() -> None:
 def test_parser_repeated_content_length() -> None:
     assert parse(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok").content() == b"ok"
     assert parse(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok").content() == b"ok"
-    for bad in (b"Content-Length: 2\r\nContent-Length: 3", b"Content-Length: 2, 3", b"Content-Length: -1",
-                b"Content-Length: +2", b"Content-Length: 0x2", b"Content-Length:", b"Content-Length: 2 2",
-                b"Content-Length: \xd9\xa3", b"Content-Length: 99999999999999999999"):
+    for bad in (
+        b"Content-Length: 2\r\nContent-Length: 3",
+        b"Content-Length: 2, 3",
+        b"Content-Length: -1",
+        b"Content-Length: +2",
+        b"Content-Length: 0x2",
+        b"Content-Length:",
+        b"Content-Length: 2 2",
+        b"Content-Length: \xd9\xa3",
+        b"Content-Length: 99999999999999999999",
+    ):
         with pytest.raises(_BadResponse):
             parse(b"HTTP/1.1 200 OK\r\n" + bad + b"\r\n\r\nok")
 
@@ -402,9 +410,7 @@ def test_parser_refuses_a_malformed_head(head: bytes) -> None:
         parse(head + b"\r\nContent-Length: 0\r\n\r\n" if b"\r\n" in head else head + b"\r\n\r\n")
 
 
-@pytest.mark.parametrize(
-    "size", [b"zz", b"", b" ", b"-1", b"0x5", b"+5", b"123456789", b"5 5", b";ext", b"\xff"]
-)
+@pytest.mark.parametrize("size", [b"zz", b"", b" ", b"-1", b"0x5", b"+5", b"123456789", b"5 5", b";ext", b"\xff"])
 def test_parser_refuses_a_malformed_chunk_size(size: bytes) -> None:
     with pytest.raises(_BadResponse, match="chunk size"):
         parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size + b"\r\nhello\r\n0\r\n\r\n")
@@ -692,8 +698,17 @@ async def test_gzip_and_deflate_over_the_wire(serve: Callable[..., Server], sess
         b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nok",
         b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
     ],
-    ids=["gzip-bomb", "oversize-length", "oversize-header", "too-many-headers", "status", "header-line",
-         "chunk-size", "differing-lengths", "not-http"],
+    ids=[
+        "gzip-bomb",
+        "oversize-length",
+        "oversize-header",
+        "too-many-headers",
+        "status",
+        "header-line",
+        "chunk-size",
+        "differing-lengths",
+        "not-http",
+    ],
 )
 async def test_bad_answers_are_remote_protocol_errors(
     serve: Callable[..., Server], session: WireSession, answer: bytes
@@ -759,9 +774,7 @@ async def test_tls_handshake_that_never_completes_is_connect_timeout(
         await session.aclose()
 
 
-async def test_listener_that_never_accepts_tls_is_connect_timeout(
-    serve: Callable[..., Server], tmp_path: Path
-) -> None:
+async def test_listener_that_never_accepts_tls_is_connect_timeout(serve: Callable[..., Server], tmp_path: Path) -> None:
     tls = LocalTLS.create(tmp_path)
     backlog = serve(replies(OK), accept=False)  # the kernel completes TCP, nobody ever reads
     session = WireSession(verify=ssl.create_default_context(cafile=str(tls.ca_pem)))
@@ -1089,7 +1102,9 @@ async def test_request_bytes_exactly(serve: Callable[..., Server], session: Wire
         b"POST /v20.0/123/messages?appsecret_proof=ab%2Fc&x=1 HTTP/1.1\r\n"
         + b"Host: 127.0.0.1:%d\r\n" % server.port
         + b"Content-Length: %d\r\n" % len(body)
-        + b"Authorization: Bearer " + CANARY.encode() + b"\r\n"
+        + b"Authorization: Bearer "
+        + CANARY.encode()
+        + b"\r\n"
         + b"Content-Type: application/json\r\n"
         + b"X-Empty: \r\n"
         + b"\r\n"
@@ -1151,8 +1166,11 @@ async def test_no_failure_carries_the_token(serve: Callable[..., Server], tmp_pa
     cases: list[tuple[WireSession, str, tuple[float | None, float | None]]] = [
         (WireSession(), f"http://127.0.0.1:{free_port()}", T),
         (WireSession(), silent.url, (10.0, 0.2)),
-        (WireSession(verify=ssl.create_default_context(cafile=str(tls.ca_pem))), silent.url.replace("http", "https"),
-         (0.2, 10.0)),
+        (
+            WireSession(verify=ssl.create_default_context(cafile=str(tls.ca_pem))),
+            silent.url.replace("http", "https"),
+            (0.2, 10.0),
+        ),
         (WireSession(), tls_server.url, T),
         (WireSession(), reset.url, T),
         (WireSession(), garbage.url, T),
