@@ -446,14 +446,19 @@ class WireSession:
         found = self._targets.get(url)
         if found is not None:
             return found
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # "http://[::1/": a broken IPv6 literal
+            raise httpx.UnsupportedProtocol(f"invalid URL {url.split('?', 1)[0]}") from exc
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
             raise httpx.UnsupportedProtocol(f"invalid URL {url.split('?', 1)[0]}: http or https with a host")
         try:
-            port = parts.port or (443 if scheme == "https" else 80)
+            port = parts.port
         except ValueError as exc:
             raise httpx.UnsupportedProtocol(f"invalid port in {url.split('?', 1)[0]}") from exc
+        if port is None:  # not "or": an explicit :0 is not the default port
+            port = 443 if scheme == "https" else 80
         key = f"{scheme}://{parts.hostname}:{port}"
         origin = self._by_origin.get(key)
         if origin is None:
@@ -492,6 +497,8 @@ class WireSession:
             raise httpx.ConnectTimeout(f"connect timeout to {where}") from exc
         except (OSError, ssl.SSLError) as exc:  # refused, DNS, unreachable, the TLS handshake
             raise httpx.ConnectError(f"cannot connect to {where}: {type(exc).__name__}") from exc
+        except ValueError as exc:  # a host name that cannot be looked up at all (a NUL, an IDNA label too long)
+            raise httpx.UnsupportedProtocol(f"cannot connect to {where}: an invalid host name") from exc
         return conn
 
     async def post(

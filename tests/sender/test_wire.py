@@ -566,7 +566,8 @@ def test_session_targets_and_bad_urls() -> None:
     assert (origin.host, origin.port, origin.host_header, target) == ("::1", 8080, "[::1]:8080", "/v1/x?a=1&b=%20")
     assert s._target("https://Graph.Example.COM")[1] == "/"
     assert s._target("https://graph.example.com/p")[0] is s._target("https://GRAPH.example.com:443/q")[0]
-    for bad in ("ftp://h/x", "http:///nohost", "http://h:99999/x", "http://h:port/x"):
+    assert s._target("http://127.0.0.1:0/x")[0].port == 0  # explicit, not the default port
+    for bad in ("ftp://h/x", "http:///nohost", "http://h:99999/x", "http://h:port/x", "http://[::1/x"):
         with pytest.raises(httpx.UnsupportedProtocol) as info:
             s._target(bad + "?access_token=" + CANARY)
         no_canary(info.value)
@@ -747,6 +748,16 @@ async def test_unrequested_data_on_an_idle_connection(serve: Callable[..., Serve
     server.script = replies(OK)
     assert (await post(session, server))[2] == b"ok"  # on a fresh connection, never the stale answer
     assert server.accepted == 2
+
+
+@pytest.mark.parametrize("host", ["a" * 64 + ".example", "a\x00b"], ids=["idna-label-too-long", "nul"])
+async def test_a_host_name_that_cannot_be_looked_up_is_unsupported_not_a_raw_error(
+    session: WireSession, host: str
+) -> None:
+    url = f"http://{host}"
+    with pytest.raises(httpx.UnsupportedProtocol) as info:
+        await session.post(url + "/x", b"{}", AUTH, T, "the messages URL")
+    no_canary(info.value)
 
 
 # -- failures, by whether the request left ----------------------------------------------------------------------
