@@ -16,6 +16,7 @@ import ssl
 import struct
 import threading
 import time
+import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -542,9 +543,16 @@ def test_parser_gzip_bomb_refused_without_inflating_it() -> None:
     assert len(bomb) < 100_000
     with pytest.raises(_BadResponse, match="decoded"):
         encoded(b"gzip", bomb).content()
-    deflate_bomb = zlib.compress(b"\0" * (MAX_BODY * 4), 9)
-    with pytest.raises(_BadResponse, match="decoded"):
-        encoded(b"deflate", deflate_bomb).content()
+    deflate_bomb = zlib.compress(b"\0" * (MAX_BODY * 6), 9)
+    parser = encoded(b"deflate", deflate_bomb)
+    tracemalloc.start()
+    try:
+        with pytest.raises(_BadResponse, match="decoded"):
+            parser.content()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * MAX_BODY  # inflated to the bound (zlib grows its buffer: ~2x) and no further: the bomb is 6x
 
 
 def test_origin_host_header() -> None:
@@ -725,6 +733,20 @@ async def test_bad_answers_are_remote_protocol_errors(
         await post(session, server)
     no_canary(info.value)
     await server.await_(lambda s: s.eofs >= 1)  # the client closed that connection
+    assert idle(session) == []
+
+
+async def test_endless_body_refused(serve: Callable[..., Server], session: WireSession) -> None:
+    def script(peer: Peer) -> None:
+        if peer.read_request() is not None:
+            peer.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")  # no length: until the close
+            piece = b"z" * 65536
+            while True:  # ends when the client gives up and closes (OSError)
+                peer.send(piece)
+
+    server = serve(script)
+    with pytest.raises(httpx.RemoteProtocolError, match="body of more than"):
+        await post(session, server)
     assert idle(session) == []
 
 
