@@ -391,7 +391,7 @@ class _Connection(asyncio.Protocol):
 
 # -- the pool ---------------------------------------------------------------------------------------------------
 class _Origin:
-    __slots__ = ("host", "host_header", "idle", "port", "server_hostname", "tls")
+    __slots__ = ("host", "host_header", "idle", "open", "port", "server_hostname", "tls")
 
     def __init__(self, scheme: str, host: str, port: int, tls: ssl.SSLContext | None) -> None:
         self.host = host
@@ -402,6 +402,7 @@ class _Origin:
         self.host_header = shown if port == default else f"{shown}:{port}"
         self.server_hostname = host if tls is not None else None
         self.idle: list[_Connection] = []
+        self.open = True  # False once the session dropped it (aclose, another loop): its connections are closed
 
 
 class WireSession:
@@ -525,7 +526,7 @@ class WireSession:
         lines = [f"POST {target} HTTP/1.1\r\nHost: {origin.host_header}\r\nContent-Length: {len(data)}\r\n"]
         for name, value in headers.items():
             if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-                _return(conn, idle, loop, self._limit, self._expiry)
+                _return(conn, origin, loop, self._limit, self._expiry)
                 raise httpx.LocalProtocolError(f"the {name[:40]!r} header holds a line break: not sent") from None
             lines.append(f"{name}: {value}\r\n")
         lines.append("\r\n")
@@ -534,14 +535,14 @@ class WireSession:
         except UnicodeEncodeError:
             request = None  # raised outside this block: the UnicodeEncodeError (as __context__) holds the headers
         if request is None:
-            _return(conn, idle, loop, self._limit, self._expiry)
+            _return(conn, origin, loop, self._limit, self._expiry)
             raise httpx.LocalProtocolError("a header holds characters HTTP/1.1 cannot carry: not sent")
         try:
             answer = await conn.send(request, read_timeout)
         except BaseException:
             conn.close()  # cancelled, timed out or failed mid-request: its state is unknown
             raise
-        _return(conn, idle, loop, self._limit, self._expiry)
+        _return(conn, origin, loop, self._limit, self._expiry)
         return answer
 
     def _drop_all(self) -> None:
@@ -550,6 +551,7 @@ class WireSession:
         except RuntimeError:
             loop = None
         for origin in self._by_origin.values():
+            origin.open = False  # a request still in flight closes its connection when done (see _return)
             while origin.idle:
                 conn = origin.idle.pop()
                 if conn.loop is loop:
@@ -565,12 +567,14 @@ class WireSession:
         await asyncio.sleep(0)  # let the transports run their close callbacks
 
 
-def _return(
-    conn: _Connection, idle: list[_Connection], loop: asyncio.AbstractEventLoop, limit: int, expiry: float
-) -> None:
+def _return(conn: _Connection, origin: _Origin, loop: asyncio.AbstractEventLoop, limit: int, expiry: float) -> None:
     """Put a connection whose exchange is complete back among the idle ones (or close it)."""
     if conn.lost:
         return
+    if not origin.open:  # the session was closed (or moved to another loop) while this request was out
+        conn.close()
+        return
+    idle = origin.idle
     now = loop.time()
     # reuse is most recent first, so after a burst the oldest idle ones would sit at the bottom for ever, open
     # past keepalive_expiry and counted against the limit: close those that expired (the oldest come first)

@@ -1090,6 +1090,28 @@ async def test_aclose_closes_everything(serve: Callable[..., Server]) -> None:
         await post(session, server)
 
 
+async def test_aclose_while_a_post_is_in_flight(serve: Callable[..., Server]) -> None:
+    """The answer still arrives, and that connection is closed after it, not parked in a pool nobody reads."""
+    arrived, release = threading.Event(), threading.Event()
+
+    def script(peer: Peer) -> None:
+        if peer.read_request() is not None:
+            arrived.set()
+            release.wait(20)
+            peer.send(OK)
+            peer.wait_eof()
+
+    server = serve(script)
+    session = WireSession()
+    task = asyncio.ensure_future(post(session, server))
+    await asyncio.to_thread(arrived.wait, 20)
+    await session.aclose()
+    release.set()
+    assert (await task)[2] == b"ok"
+    await server.await_(lambda s: s.eofs >= 1)
+    assert idle(session) == []
+
+
 def test_use_from_a_second_event_loop(serve: Callable[..., Server]) -> None:
     server = serve(replies(OK))
     session = WireSession()
