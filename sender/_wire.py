@@ -74,7 +74,7 @@ class _Parser:
     __slots__ = ("body", "buf", "headers", "keep_alive", "left", "seen", "state", "status", "version_11")
 
     def __init__(self) -> None:
-        self.buf = b""
+        self.buf: bytes | bytearray = b""
         self.state = _HEAD
         self.status = 0
         self.headers = Headers()
@@ -89,8 +89,16 @@ class _Parser:
         return self.state == _DONE
 
     def feed(self, data: bytes) -> None:
-        buf = self.buf + data if self.buf else data
-        self.buf = b""
+        buf: bytes | bytearray = data
+        scanned = 0  # bytes of buf already searched for the end of a line or head (less the 3 a marker spans)
+        pending = self.buf
+        if pending:
+            # an unfinished head or line waits in a bytearray grown in place, and only the new bytes are searched:
+            # a 64 KiB head in one-byte reads stays linear (bytes + bytes and a search from 0 made it quadratic)
+            scanned = max(0, len(pending) - 3)
+            pending += data
+            buf = pending
+            self.buf = b""
         while buf and self.state != _DONE:
             state = self.state
             if state == _LENGTH:
@@ -116,11 +124,12 @@ class _Parser:
                 continue
             # the line-based states: head, chunk size, the CRLF after a chunk, trailers
             if state == _HEAD:
-                end = buf.find(b"\r\n\r\n")
+                end = buf.find(b"\r\n\r\n", scanned)
+                scanned = 0
                 if end < 0:
                     if self.seen + len(buf) > MAX_HEAD:
                         raise _BadResponse(f"a response head of more than {MAX_HEAD} bytes")
-                    self.buf = buf
+                    self.buf = buf if isinstance(buf, bytearray) else bytearray(buf)
                     return
                 self.seen += end + 4
                 if self.seen > MAX_HEAD:  # one head, or endless interim (1xx) ones
@@ -128,11 +137,12 @@ class _Parser:
                 head, buf = buf[:end], buf[end + 4 :]
                 self._head(head)
                 continue
-            end = buf.find(b"\r\n")
+            end = buf.find(b"\r\n", scanned)
+            scanned = 0
             if end < 0:
                 if len(buf) > 4096:
                     raise _BadResponse("a chunk-size or trailer line of more than 4096 bytes")
-                self.buf = buf
+                self.buf = buf if isinstance(buf, bytearray) else bytearray(buf)
                 return
             line, buf = buf[:end], buf[end + 2 :]
             if state == _CHUNK_SIZE:
@@ -158,7 +168,7 @@ class _Parser:
             # bytes beyond the one response we asked for: the connection is not in a state to reuse
             self.keep_alive = False
 
-    def _head(self, head: bytes) -> None:
+    def _head(self, head: bytes | bytearray) -> None:
         lines = head.split(b"\r\n")
         status_line = lines[0]
         if not status_line.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")) or len(status_line) < 12:
