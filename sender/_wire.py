@@ -493,6 +493,9 @@ class WireSession:
     async def _connect(
         self, loop: asyncio.AbstractEventLoop, origin: _Origin, timeout: float | None, where: str
     ) -> _Connection:
+        task = asyncio.current_task()
+        cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+        cancels = cancelling() if cancelling is not None else 0
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(
@@ -510,6 +513,11 @@ class WireSession:
             raise httpx.ConnectError(f"cannot connect to {where}: {type(exc).__name__}") from exc
         except ValueError as exc:  # a host name that cannot be looked up at all (a NUL, an IDNA label too long)
             raise httpx.UnsupportedProtocol(f"cannot connect to {where}: an invalid host name") from exc
+        if cancelling is not None and cancelling() > cancels:
+            # cancelled in the step the connection was made: 3.11's wait_for returns the connection and drops
+            # the cancel, and the request would go out after the caller gave up on it
+            conn.close()
+            raise asyncio.CancelledError
         return conn
 
     async def post(

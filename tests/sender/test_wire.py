@@ -978,6 +978,32 @@ async def test_cancelled_post_closes_its_connection(serve: Callable[..., Server]
     assert server.accepted == 2
 
 
+async def test_cancelled_just_as_the_connection_is_made_sends_nothing(
+    serve: Callable[..., Server], session: WireSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel that lands as the connect completes is not swallowed (Python 3.11's wait_for returns the
+    connection instead): the post is cancelled and the request never written."""
+    server = serve(replies(OK))
+    loop = asyncio.get_running_loop()
+    real = loop.create_connection
+    task: asyncio.Task[object] | None = None
+
+    async def connect_then_cancel(*args: object, **kwargs: object) -> object:
+        made = await real(*args, **kwargs)  # type: ignore[arg-type]
+        assert task is not None
+        task.cancel()  # the caller gives up in the very step the connection is made
+        return made
+
+    monkeypatch.setattr(loop, "create_connection", connect_then_cancel)
+    task = asyncio.ensure_future(post(session, server, timeout=(10.0, 10.0)))
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await server.await_(lambda s: s.eofs >= 1)  # that connection was closed...
+    assert server.requests == []  # ...before a byte of the request was written
+    monkeypatch.undo()
+    assert (await post(session, server))[2] == b"ok"
+
+
 async def test_send_on_a_connection_lost_before_the_write_fails_at_once() -> None:
     loop = asyncio.get_running_loop()
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
