@@ -12,10 +12,10 @@ reserved: :class:`~sender.RateLimited` is raised at once with ``retry_after`` se
 
 Threads sleep exactly until their slot. Tasks (:meth:`Pacer.await_slot`) are woken on a grid of
 ``granularity`` seconds: every send whose slot falls in the same window wakes together at the window's end
-(never before its own slot, at most ``granularity`` later), with one event-loop timer per window rather than
-one per message, so at 1,000 messages a second the loop wakes 200 times a second (5 ms) instead of 1,000 and
-the sends - and later their answers - arrive in small batches. The reservations are unchanged, so the rate
-holds; ``granularity=0`` gives every send its own exact timer.
+(never before its own slot, less than ``granularity`` later), with one event-loop timer per window rather
+than one per message, so at 1,000 messages a second the loop wakes 100 times a second (10 ms) instead of
+1,000 and the sends - and later their answers - come in small batches. The reservations are unchanged, so
+the rate holds; ``granularity=0`` gives every send its own exact timer.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncSlotWaiter", "Pacer", "PacingPolicy", "slot_waiter"]
 
-#: the default grid of asyncio wake-ups, seconds (measured in bench/latency.py against 0.01 and 0)
-DEFAULT_GRANULARITY = 0.005
+#: the default grid of asyncio wake-ups, seconds (chosen in bench/latency.py against 0.005 and 0)
+DEFAULT_GRANULARITY = 0.01
 #: the coarsest grid accepted: a wake-up may come up to this much after its slot
 MAX_GRANULARITY = 1.0
 

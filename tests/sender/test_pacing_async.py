@@ -360,10 +360,10 @@ async def test_async_tenant_sender_paces_the_same_way(sandbox: Sandbox, store: S
         numbers={sandbox.phone_number_id: "acme"},
         policy=CachePolicy(ttl=300, refresh_ahead=0, jitter=0),
     )
-    policy = PacingPolicy(messages_per_second=10, granularity=0.01)  # a policy: each number its own pacer
+    policy = PacingPolicy(messages_per_second=10, granularity=0.02)  # a policy: each number its own pacer
     async with sender.AsyncTenantSender(tenants, base_url=sandbox.url, pacing=policy, owns_tenants=True) as router:
         bound = router.for_number(sandbox.phone_number_id)
-        assert bound.pacer is not None and bound.pacer.policy.granularity == 0.01
+        assert bound.pacer is not None and bound.pacer.policy.granularity == 0.02
         await asyncio.gather(*(bound.send_text(TO, f"t{i}") for i in range(3)))
     assert len(spy) == 2
     assert sandbox.received_counts() == {f"t{i}": 1 for i in range(3)}
@@ -371,7 +371,7 @@ async def test_async_tenant_sender_paces_the_same_way(sandbox: Sandbox, store: S
 
 # -- the policy and the config ---------------------------------------------------------------------------------
 def test_policy_granularity_default_and_validation() -> None:
-    assert PacingPolicy().granularity == DEFAULT_GRANULARITY == 0.005
+    assert PacingPolicy().granularity == DEFAULT_GRANULARITY == 0.01
     assert PacingPolicy(messages_per_second=80, granularity=0).granularity == 0
     for bad in (-0.001, float("inf"), float("nan"), True, "5ms"):
         with pytest.raises(ValueError, match=r"PacingPolicy\.granularity"):
