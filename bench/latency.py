@@ -479,10 +479,16 @@ def main(args: Any) -> int:
             pace_rows: list[Row] = []
         alones: list[tuple[float, float]] = []
         unpaced: Row | None = None
+        same_rate: Row | None = None
         if args.pacing:
             print(f"\n== pacing at {args.pacing:g} msg/s (room for more: 400 in flight)", flush=True)
             unpaced = async_sender(url, 400, 3, name="AsyncSender, unpaced")
             show(unpaced)
+            # the same rate without the pacer: rate x latency in flight send about ``rate`` a second by
+            # themselves (each waits for its answer), so the pacer's own cost is the difference
+            same_n = max(1, round(args.pacing * latency))
+            same_rate = async_sender(url, same_n, 12, name=f"AsyncSender, unpaced, {same_n} in flight")
+            show(same_rate)
             for granularity in granularities(args):
                 pr = paced(url, 400, args.pacing, int(args.pacing * 4), granularity=granularity)
                 show(pr)
@@ -497,13 +503,15 @@ def main(args: Any) -> int:
 
     table(rows, base, f"== at {args.latency:g} ms (ratios to raw aiohttp at the same in flight, this run)")
     for pr, alone in zip(pace_rows, alones, strict=True):
-        assert unpaced is not None
+        assert unpaced is not None and same_rate is not None
         measured = pr.extra["paced_rate"]
         off = (measured - args.pacing) / args.pacing * 100
         print(
             f"\npacing (granularity {pr.extra['granularity']:g}s): target {args.pacing:g} msg/s, measured "
             f"{measured:,.1f} msg/s ({off:+.2f}%; spacing of the middle 80% of {pr.messages} answers), "
-            f"CPU {pr.cpu_us:,.0f} µs/msg vs {unpaced.cpu_us:,.0f} unpaced ({pr.cpu_us / unpaced.cpu_us:.2f}x); "
+            f"CPU {pr.cpu_us:,.0f} µs/msg vs {unpaced.cpu_us:,.0f} unpaced at 400 in flight, {unpaced.rate:,.0f} msg/s "
+            f"({pr.cpu_us / unpaced.cpu_us:.2f}x), vs {same_rate.cpu_us:,.0f} unpaced at the same rate "
+            f"({same_rate.in_flight} in flight, {same_rate.rate:,.0f} msg/s: {pr.cpu_us / same_rate.cpu_us:.2f}x); "
             f"errors {pr.errors}, retries {pr.retries}"
         )
         off_alone = (alone[0] - args.pacing) / args.pacing * 100

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncSlotWaiter", "Pacer", "PacingPolicy", "slot_waiter"]
 
-#: the default grid of asyncio wake-ups, seconds (chosen in bench/latency.py against 0.005 and 0)
-DEFAULT_GRANULARITY = 0.01
+#: the default grid of asyncio wake-ups, seconds (chosen in bench/latency.py against 0, 0.005, 0.01 and 0.05)
+DEFAULT_GRANULARITY = 0.02
 #: the coarsest grid accepted: a wake-up may come up to this much after its slot
 MAX_GRANULARITY = 1.0
 

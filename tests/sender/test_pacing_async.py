@@ -371,7 +371,7 @@ async def test_async_tenant_sender_paces_the_same_way(sandbox: Sandbox, store: S
 
 # -- the policy and the config ---------------------------------------------------------------------------------
 def test_policy_granularity_default_and_validation() -> None:
-    assert PacingPolicy().granularity == DEFAULT_GRANULARITY == 0.01
+    assert PacingPolicy().granularity == DEFAULT_GRANULARITY == 0.02
     assert PacingPolicy(messages_per_second=80, granularity=0).granularity == 0
     for bad in (-0.001, float("inf"), float("nan"), True, "5ms"):
         with pytest.raises(ValueError, match=r"PacingPolicy\.granularity"):
