@@ -943,13 +943,13 @@ async def test_read_timeout_restarts_when_bytes_arrive(serve: Callable[..., Serv
 
     def script(peer: Peer) -> None:
         if peer.read_request() is not None:
-            peer.trickle(answer, 0.05)  # ~3 s in all, never 1 s without a byte
+            peer.trickle(answer, 0.05)  # ~3 s in all, never 2 s without a byte
             peer.wait_eof()
 
     server = serve(script)
     started = time.monotonic()
-    assert (await post(session, server, timeout=(10.0, 1.0)))[2] == b"t" * 20
-    assert time.monotonic() - started > 1.0  # longer than the read timeout in total
+    assert (await post(session, server, timeout=(10.0, 2.0)))[2] == b"t" * 20
+    assert time.monotonic() - started > 2.0  # longer than the read timeout in total (59 bytes, 50 ms apart)
 
 
 async def test_cancelled_post_closes_its_connection(serve: Callable[..., Server], session: WireSession) -> None:
