@@ -10,11 +10,13 @@ What it speaks (RFC 9112, client side): ``POST`` with ``Content-Length``; respon
 ``Content-Length``, ``Transfer-Encoding: chunked`` or the connection's close; interim ``1xx`` answers skipped;
 ``Connection: close`` and HTTP/1.0 honoured; ``gzip``/``deflate`` bodies decoded should a server send them
 (we ask for identity). Connections are kept alive and reused most recent first; an idle one older than
-``keepalive_expiry`` seconds, or one the server closed, is never reused. TLS through :mod:`ssl` (certificates
-and host names verified unless ``verify`` says otherwise). Bounds: a response head of at most 64 KiB, a body
-of at most 16 MiB (Graph's answers are a few hundred bytes). No proxies (``async_transport: auto`` picks httpx,
-which honours them, when the environment names one), no HTTP/2 (measured: it loses here, README "Throughput"),
-no redirects (a send is never redirected; the sender would not follow one), no cookies.
+``keepalive_expiry`` seconds, or one the server closed, is never reused (expired ones are closed). TLS through
+:mod:`ssl` (certificates and host names verified unless ``verify`` says otherwise). Bounds: at most 64 KiB of
+response head (interim 1xx heads and trailers included), a body of at most 16 MiB once decoded (Graph's
+answers are a few hundred bytes); a truncated gzip/deflate body is refused, never returned short. No proxies
+(``async_transport: auto`` picks httpx, which honours them, when the environment names one), no HTTP/2
+(measured: it loses here, README "Throughput"), no redirects (a send is never redirected; the sender would not
+follow one), no cookies.
 
 Failures are raised as httpx exceptions by *whether the request left*, exactly as on the aiohttp path:
 
@@ -24,7 +26,8 @@ Failures are raised as httpx exceptions by *whether the request left*, exactly a
   ``httpx.RemoteProtocolError`` / ``httpx.ReadError`` / ``httpx.ReadTimeout``: the outcome is unknown.
 
 A connection whose request was cancelled, timed out or failed is closed, never reused. One
-:class:`WireSession` serves one event loop (it starts afresh on another).
+:class:`WireSession` serves one event loop at a time (it starts afresh on another, closing the old loop's
+connections there, or at the socket once that loop is closed).
 """
 
 from __future__ import annotations
