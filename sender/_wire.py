@@ -392,8 +392,11 @@ class _Connection(asyncio.Protocol):
         if transport is None:
             return
         if loop.is_running():
-            loop.call_soon_threadsafe(self.close)  # its transport is that loop's, and that thread's, to touch
-            return
+            try:
+                loop.call_soon_threadsafe(self.close)  # its transport is that loop's, and that thread's, to touch
+                return
+            except RuntimeError:  # that loop closed in the meantime
+                pass
         if not loop.is_closed():
             self.close()  # an idle loop: nothing runs there now; the transport finishes closing if it runs again
         # a loop that is not running (or closed: asyncio.run has returned) would never complete the close: end
