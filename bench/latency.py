@@ -342,7 +342,15 @@ def http2_rows(latency: float, in_flight: int, rounds: int, cpu: int | None) -> 
         print(f"\n== HTTP/2 vs HTTP/1.1 over TLS at {url} ({in_flight} in flight)", flush=True)
         scenarios: list[Callable[[], Row | None]] = [
             lambda: raw_aiohttp(url, in_flight, rounds, ssl=context),
-            lambda: async_sender(url, in_flight, rounds, name="AsyncSender (aiohttp, HTTP/1.1)", ca_bundle=ca_pem),
+            lambda: async_sender(url, in_flight, rounds, name="AsyncSender (native, HTTP/1.1)", ca_bundle=ca_pem),
+            lambda: async_sender(
+                url,
+                in_flight,
+                rounds,
+                name="AsyncSender (aiohttp, HTTP/1.1)",
+                ca_bundle=ca_pem,
+                async_transport="aiohttp",
+            ),
             lambda: threaded_sender(
                 url, in_flight, rounds, name="Sender, threads (urllib3, HTTP/1.1)", ca_bundle=ca_pem
             ),
@@ -432,6 +440,10 @@ def main(args: Any) -> int:
             scenarios: list[tuple[str, Callable[[], Row | None]]] = [
                 ("raw", lambda n=n: raw_aiohttp(url, n, rounds)),
                 ("ours", lambda n=n: async_sender(url, n, rounds)),
+                (
+                    "ours",
+                    lambda n=n: async_sender(url, n, rounds, name="AsyncSender (aiohttp)", async_transport="aiohttp"),
+                ),
                 ("ours", lambda n=n: threaded_sender(url, n, rounds)),
             ]
             if not args.no_slow and n <= args.slow_max:

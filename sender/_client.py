@@ -52,6 +52,7 @@ from ._messages import (
 from ._models import SendResult
 from ._pacing import Pacer, PacingPolicy
 from ._pool import (
+    ASYNC_TRANSPORTS,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_QUEUE_TIMEOUT,
     AsyncConnectionPool,
@@ -600,11 +601,13 @@ class Sender(_BaseSender):
 class AsyncSender(_BaseSender):
     """The asyncio twin of :class:`Sender`: the same methods, awaitable; ``async with`` closes it.
 
-    On aiohttp (the default when it is installed) requests go straight to aiohttp's pool: no httpx Request or
-    Response per message, the same :class:`~sender.TokenAuth` decisions (:meth:`TokenAuth.arun`). With
-    ``async_transport="httpx"`` or a ``transport`` (an ``httpx.AsyncBaseTransport``) they go through
-    ``httpx.AsyncClient`` with ``TokenAuth`` as its auth flow. ``pool``: an
-    :class:`~sender.AsyncConnectionPool` shared with other senders on the same event loop.
+    By default (``async_transport="auto"``: ``"native"``) requests go out on the sender's own HTTP/1.1 client
+    (:mod:`sender._wire`: keep-alive connections on asyncio protocols), with ``"aiohttp"`` on aiohttp's pool:
+    no httpx Request or Response per message, the same :class:`~sender.TokenAuth` decisions
+    (:meth:`TokenAuth.arun`). With ``async_transport="httpx"`` (also what "auto" picks when the environment
+    names a proxy) or a ``transport`` (an ``httpx.AsyncBaseTransport``) they go through ``httpx.AsyncClient``
+    with ``TokenAuth`` as its auth flow. ``pool``: an :class:`~sender.AsyncConnectionPool` shared with other
+    senders on the same event loop.
     """
 
     def __init__(
@@ -623,27 +626,27 @@ class AsyncSender(_BaseSender):
 
             sleep = asyncio.sleep
         self._sleep = sleep
-        if async_transport not in ("auto", "aiohttp", "httpx"):
-            raise ValueError("async_transport must be 'auto', 'aiohttp' or 'httpx'")
+        if async_transport not in ASYNC_TRANSPORTS:
+            raise ValueError("async_transport must be 'auto', 'native', 'aiohttp' or 'httpx'")
         self._owns_pool = pool is None
         if pool is None:
-            # httpcore's async pool costs 2-5x the CPU per message of aiohttp's at any concurrency (see
-            # sender/_aiohttp.py and bench/): aiohttp's pool whenever it is installed
+            # CPU per message is the rate once hundreds of sends are in flight: httpcore's async pool costs
+            # 2-5x aiohttp's, aiohttp's ClientSession several times the native client's (bench/)
             pool = AsyncConnectionPool(
                 transport=self._transport if self._transport is not None else async_transport, **self._pool_options
             )
         self.pool = pool
-        #: the transport in use: "aiohttp", "httpx" or the name of a transport passed in
+        #: the transport in use: "native", "aiohttp", "httpx" or the name of a transport passed in
         self.transport_name = pool.transport_name
         self._session = pool.session
         self._client = pool.client
         if self._session is not None:
-            self._aio_timeout = self._session.timeout(self._timeout)
-            self._direct_headers = {
-                **self._headers,
-                "Accept-Encoding": "gzip, deflate",
-                "Content-Type": "application/json",
-            }
+            self._aio_timeout: Any = self._session.timeout(self._timeout)  # the session's own timeout value
+            self._direct_headers = {**self._headers, "Content-Type": "application/json"}
+            if pool.transport_name == "aiohttp":
+                # aiohttp decompresses; the native client asks for identity (Graph's answers are small) and
+                # still decodes gzip/deflate should a server send it anyway
+                self._direct_headers["Accept-Encoding"] = "gzip, deflate"
 
     # -- the I/O path --------------------------------------------------------------------------------------
     async def _post(self, body: dict[str, Any], *, receipt: bool = False) -> _Outcome:

@@ -33,7 +33,7 @@ import httpx
 from tokenstore import ConfigError, Section, is_loopback_host, load_config, resolve_config_path, shown_value
 
 from ._pacing import PacingPolicy
-from ._pool import DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_TIMEOUT
+from ._pool import ASYNC_TRANSPORTS, DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_TIMEOUT
 from ._retry import DEFAULT_RETRY_CODES, RetryPolicy
 
 __all__ = [
@@ -180,7 +180,8 @@ class SenderSettings:
     appsecret_proof: AppSecretProof = "off"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     pacing: PacingPolicy | None = None
-    #: AsyncSender's transport: "auto" (aiohttp's pool when installed), "aiohttp" or "httpx"
+    #: AsyncSender's transport: "auto" (the native HTTP/1.1 client; httpx when a proxy is set in the environment),
+    #: "native", "aiohttp" or "httpx"
     async_transport: str = "auto"
     #: connections in the pool (None: the default, 400)
     max_connections: int | None = None
@@ -367,7 +368,7 @@ def settings_from_config(
         appsecret_proof=_appsecret_proof(section),
         retry=_retry(section),
         pacing=_pacing(section),
-        async_transport=section.get_str("async_transport", "auto", choices=("auto", "aiohttp", "httpx")),
+        async_transport=section.get_str("async_transport", "auto", choices=ASYNC_TRANSPORTS),
         max_connections=max_connections,
         max_in_flight=max_in_flight,
         queue_timeout=queue_timeout,

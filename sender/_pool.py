@@ -38,8 +38,10 @@ from ._http import default_headers, ssl_context
 if TYPE_CHECKING:
     from ._aiohttp import AiohttpSession
     from ._urllib3 import Urllib3Session
+    from ._wire import WireSession
 
 __all__ = [
+    "ASYNC_TRANSPORTS",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_QUEUE_TIMEOUT",
     "AsyncConnectionPool",
@@ -58,6 +60,8 @@ DEFAULT_MAX_CONNECTIONS = 400
 #: seconds a send may wait for an in-flight slot before QueueTimeout (nothing sent)
 DEFAULT_QUEUE_TIMEOUT = 60.0
 KEEPALIVE_EXPIRY = 5.0
+#: AsyncSender's transports by name (``whatsapp.async_transport``)
+ASYNC_TRANSPORTS = ("auto", "native", "aiohttp", "httpx")
 
 
 def check_pool_sizes(
@@ -411,11 +415,12 @@ class ConnectionPool:
 class AsyncConnectionPool:
     """The pool and in-flight bound for :class:`~sender.AsyncSender`; share it across senders on one loop.
 
-    ``transport``: ``"auto"`` (aiohttp's pool when aiohttp is installed, else httpx's), ``"aiohttp"``,
-    ``"httpx"``, or an ``httpx.AsyncBaseTransport`` instance (then httpx's client runs over it). On aiohttp
-    the senders skip httpx's Request/Response machinery altogether (the CPU cost per message of raw
-    aiohttp); every other choice goes through an ``httpx.AsyncClient``. The other options are
-    :class:`ConnectionPool`'s.
+    ``transport``: ``"auto"`` (the sender's own HTTP/1.1 client, ``"native"``, unless the environment names a
+    proxy: then httpx's, which honours it), ``"native"``, ``"aiohttp"`` (aiohttp's pool; the ``[aiohttp]``
+    extra), ``"httpx"``, or an ``httpx.AsyncBaseTransport`` instance (then httpx's client runs over it). On
+    native and aiohttp the senders skip httpx's Request/Response machinery altogether; native also skips
+    aiohttp's (:mod:`sender._wire`: the least CPU per message, measured in bench/). Every other choice goes
+    through an ``httpx.AsyncClient``. The other options are :class:`ConnectionPool`'s.
     """
 
     def __init__(
@@ -436,17 +441,23 @@ class AsyncConnectionPool:
         self._verify = verify if verify is not None else ssl_context(ca_bundle)
         self._keepalive = keepalive_expiry
         if isinstance(transport, str):
-            if transport not in ("auto", "aiohttp", "httpx"):
-                raise ValueError("async_transport must be 'auto', 'aiohttp' or 'httpx'")
+            if transport not in ASYNC_TRANSPORTS:
+                raise ValueError("async_transport must be 'auto', 'native', 'aiohttp' or 'httpx'")
             if transport == "auto":
-                from ._aiohttp import aiohttp_available
+                from ._urllib3 import proxied_environment
 
-                transport = "aiohttp" if aiohttp_available() else "httpx"
-        #: "aiohttp" (the direct path), "httpx", or the class name of the httpx transport given
+                transport = "httpx" if proxied_environment() else "native"
+        #: "native" or "aiohttp" (the direct paths), "httpx", or the class name of the httpx transport given
         self.transport_name = transport if isinstance(transport, str) else _transport_name(transport)
-        self.session: AiohttpSession | None = None
+        self.session: WireSession | AiohttpSession | None = None
         self.client: httpx.AsyncClient | None = None
-        if transport == "aiohttp":
+        if transport == "native":
+            from ._wire import WireSession
+
+            self.session = WireSession(
+                verify=self._verify, max_connections=self.max_connections, keepalive_expiry=keepalive_expiry
+            )
+        elif transport == "aiohttp":
             from ._aiohttp import AiohttpSession
 
             self.session = AiohttpSession(

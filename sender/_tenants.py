@@ -583,7 +583,7 @@ class AsyncTenantSender(_BaseTenantSender[AsyncTenantBoundSender]):
 
     def _make_pool(self, transport: Any, options: dict[str, Any]) -> AsyncConnectionPool:
         pool = AsyncConnectionPool(transport=transport if transport is not None else self._async_transport, **options)
-        #: the shared pool's transport: "aiohttp", "httpx" or the name of a transport passed in
+        #: the shared pool's transport: "native", "aiohttp", "httpx" or the name of a transport passed in
         self.transport_name = pool.transport_name
         return pool
 

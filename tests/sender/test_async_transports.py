@@ -1,5 +1,5 @@
-"""AsyncSender over both async transports (aiohttp's pool and httpx's own): the same results, the same
-failure classes. What matters most: 'nothing was sent' (retried) versus 'the request went out' (not retried)."""
+"""AsyncSender over every async transport (its native client, aiohttp's pool and httpx's own): the same
+results, the same failure classes. What matters most: 'nothing was sent' (retried) versus 'the request went out' (not retried)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from sender.sandbox import Sandbox
 from tests.sender.conftest import TO, Sleeps, Store, make_async_sender
 from tests.servers import LocalTLS, free_port
 
-TRANSPORTS = ["aiohttp", "httpx"]
+TRANSPORTS = ["native", "aiohttp", "httpx"]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -285,7 +285,7 @@ def test_invalidating_a_disconnected_tenant_picks_up_its_new_token_at_once(tenan
 
 
 # -- asyncio ----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("transport", ["native", "aiohttp", "httpx"])
 async def test_async_routes_shares_one_pool_and_disconnects_one_tenant(tenants: Tenants, transport: str) -> None:
     a, b, c = tenants.businesses
     tenants.sandbox.revoke_business_token(c.waba_id)

@@ -22,7 +22,7 @@ from sender._pool import AsyncSlots, Slots, check_pool_sizes
 from sender.sandbox import Sandbox
 from tests.sender.conftest import TO, Sleeps, Store, make_async_sender, make_sender
 
-ASYNC = ["aiohttp", "httpx"]
+ASYNC = ["native", "aiohttp", "httpx"]
 SYNC = ["urllib3", "httpx"]
 
 

@@ -1,6 +1,6 @@
 """Every transport of both senders keeps every semantic: Sender on urllib3's pool (its default) and on
-httpx's; AsyncSender on aiohttp's (default) and on httpx's. The direct paths (urllib3, aiohttp) skip httpx's
-Request/Response and run TokenAuth's flow through ``TokenAuth.run``/``arun``; these tests pin that they
+httpx's; AsyncSender on its native HTTP/1.1 client (default), aiohttp's pool and httpx's. The direct paths
+(urllib3, native, aiohttp) skip httpx's Request/Response and run TokenAuth's flow through ``TokenAuth.run``/``arun``; these tests pin that they
 decide exactly as the httpx auth flow does: the provider asked per request, 190 -> invalidate -> refetch ->
 resend once (no loop), typed errors, code-aware retries, no retry after the request left, metrics, redaction.
 """
@@ -23,7 +23,7 @@ from tests.sender.conftest import TO, Sleeps, Store, log_text, make_async_sender
 from tests.servers import LocalTLS, free_port
 
 SYNC = ["urllib3", "httpx"]
-ASYNC = ["aiohttp", "httpx"]
+ASYNC = ["native", "aiohttp", "httpx"]
 
 
 def counters(provider: tokenstore.TokenProvider) -> dict[str, int]:
@@ -166,7 +166,7 @@ async def test_direct_paths_verify_tls(tmp_path: Path, store: Store, sleeps: Sle
                 bad.send_text(TO, "x")
         else:
             async with sender.AsyncSender(store.cached(), ca_bundle=str(tls.ca_pem), **options) as agood:
-                assert agood.transport_name == "aiohttp"
+                assert agood.transport_name == "native"
                 assert (await agood.send_text(TO, "x")).message_id == "wamid.tls"
             async with sender.AsyncSender(store.cached(), **options) as abad:
                 with pytest.raises(ConnectFailed):
