@@ -265,6 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     latency.add_argument(
         "--pacing", type=float, default=1000.0, help="pacing check at this rate, msg/s (0: skip; default 1000)"
     )
+    latency.add_argument(
+        "--pacing-granularity",
+        default=None,
+        metavar="SECONDS",
+        help="the pacing check's PacingPolicy.granularity, or several to compare: 0,0.005,0.01 (0: a timer "
+        "per send; default: the policy's default)",
+    )
     args = parser.parse_args(argv)
     if args.latency is not None:
         from bench import latency as latency_bench

@@ -258,18 +258,19 @@ def pywa_async(url: str, in_flight: int, rounds: int) -> Row | None:
         loop.close()
 
 
-def pacer_alone(rate: float, tasks: int, messages: int) -> tuple[float, float]:
-    """The pacer without HTTP: ``tasks`` tasks reserve ``messages`` slots and sleep until them, on one event
-    loop. (measured rate, CPU µs per message): what the pacer itself costs and holds on any machine."""
+def pacer_alone(rate: float, tasks: int, messages: int, *, granularity: float | None = None) -> tuple[float, float]:
+    """The pacer without HTTP: ``tasks`` tasks reserve ``messages`` slots and wait for them the way AsyncSender
+    does (:meth:`Pacer.await_slot`: coalesced on the policy's ``granularity``), on one event loop. (measured
+    rate, CPU µs per message): what the pacer itself costs and holds on any machine."""
     loop = asyncio.new_event_loop()
-    pacer = sender.Pacer(sender.PacingPolicy(messages_per_second=rate, max_wait=600))
+    pacer = sender.Pacer(pacing_policy(rate, granularity))
     done: list[float] = []
 
     async def worker(count: int) -> None:
         for _ in range(count):
             wait = pacer.reserve(None)
             if wait > 0:
-                await asyncio.sleep(wait)
+                await pacer.await_slot(wait)
             done.append(time.perf_counter())
 
     async def all_workers() -> None:
@@ -284,10 +285,16 @@ def pacer_alone(rate: float, tasks: int, messages: int) -> tuple[float, float]:
     return (hi - lo) / (done[hi] - done[lo]), cpu / len(done) * 1e6
 
 
-def paced(url: str, in_flight: int, rate: float, messages: int) -> Row:
+def pacing_policy(rate: float, granularity: float | None) -> sender.PacingPolicy:
+    if granularity is None:
+        return sender.PacingPolicy(messages_per_second=rate, max_wait=600)
+    return sender.PacingPolicy(messages_per_second=rate, max_wait=600, granularity=granularity)
+
+
+def paced(url: str, in_flight: int, rate: float, messages: int, *, granularity: float | None = None) -> Row:
     """AsyncSender paced at ``rate`` msg/s with room for twice that: the pacer alone sets the rate."""
     loop = asyncio.new_event_loop()
-    policy = sender.PacingPolicy(messages_per_second=rate, max_wait=600)
+    policy = pacing_policy(rate, granularity)
     s = sender.AsyncSender(provider(), phone_number_id=PHONE, base_url=url, pacing=policy, max_connections=in_flight)
     rounds = max(1, messages // in_flight)
 
@@ -299,12 +306,13 @@ def paced(url: str, in_flight: int, rate: float, messages: int) -> Row:
 
     try:
         result = drive_async(loop, one, in_flight, rounds)
-        r = row(f"AsyncSender, paced at {rate:g}/s", in_flight, result)
+        r = row(f"AsyncSender, paced at {rate:g}/s, granularity {policy.granularity:g}s", in_flight, result)
         done = sorted(result[3].done)
         # the pacer's rate: answers are sends plus a constant latency, so their spacing is the sends'; the
         # middle 80% (the first sends start late while hundreds of tasks start at once, then catch up)
         lo, hi = len(done) // 10, len(done) - 1 - len(done) // 10
         r.extra["paced_rate"] = (hi - lo) / (done[hi] - done[lo]) if hi > lo else 0.0
+        r.extra["granularity"] = policy.granularity
         return r
     finally:
         loop.run_until_complete(s.aclose())
@@ -469,42 +477,53 @@ def main(args: Any) -> int:
                     f"--slow-max {args.slow_max})"
                 )
             pace_rows: list[Row] = []
-        alone = (0.0, 0.0)
+        alones: list[tuple[float, float]] = []
+        unpaced: Row | None = None
         if args.pacing:
             print(f"\n== pacing at {args.pacing:g} msg/s (room for more: 400 in flight)", flush=True)
             unpaced = async_sender(url, 400, 3, name="AsyncSender, unpaced")
             show(unpaced)
-            pr = paced(url, 400, args.pacing, int(args.pacing * 4))
-            show(pr)
-            alone = pacer_alone(args.pacing, 400, int(args.pacing * 3))
-            print(f"  the pacer alone (no HTTP), 400 tasks     {alone[0]:8.1f} msgs/s {alone[1]:8.1f} µs CPU/msg")
-            pace_rows = [unpaced, pr]
+            for granularity in granularities(args):
+                pr = paced(url, 400, args.pacing, int(args.pacing * 4), granularity=granularity)
+                show(pr)
+                alone = pacer_alone(args.pacing, 400, int(args.pacing * 3), granularity=granularity)
+                print(f"  the pacer alone (no HTTP), 400 tasks     {alone[0]:8.1f} msgs/s {alone[1]:8.1f} µs CPU/msg")
+                pace_rows.append(pr)
+                alones.append(alone)
     h2_rows: list[Row] = []
     if not args.no_http2:
         h2_rows = http2_rows(latency, args.http2_in_flight, max(2, rounds // 2), server_cpu)
         h2_base = next((r for r in h2_rows if r.client.startswith("raw aiohttp")), None)
 
     table(rows, base, f"== at {args.latency:g} ms (ratios to raw aiohttp at the same in flight, this run)")
-    if pace_rows:
-        unpaced, pr = pace_rows
+    for pr, alone in zip(pace_rows, alones, strict=True):
+        assert unpaced is not None
         measured = pr.extra["paced_rate"]
         off = (measured - args.pacing) / args.pacing * 100
         print(
-            f"\npacing: target {args.pacing:g} msg/s, measured {measured:,.1f} msg/s ({off:+.2f}%; spacing of the "
-            f"middle 80% of {pr.messages} answers), "
+            f"\npacing (granularity {pr.extra['granularity']:g}s): target {args.pacing:g} msg/s, measured "
+            f"{measured:,.1f} msg/s ({off:+.2f}%; spacing of the middle 80% of {pr.messages} answers), "
             f"CPU {pr.cpu_us:,.0f} µs/msg vs {unpaced.cpu_us:,.0f} unpaced ({pr.cpu_us / unpaced.cpu_us:.2f}x); "
             f"errors {pr.errors}, retries {pr.retries}"
         )
         off_alone = (alone[0] - args.pacing) / args.pacing * 100
         print(
-            f"pacing, the pacer alone (no HTTP; 400 tasks sleeping until their slots): {alone[0]:,.1f} msg/s "
-            f"({off_alone:+.2f}%), {alone[1]:.1f} µs CPU/msg"
+            f"pacing, the pacer alone (no HTTP; 400 tasks waiting for their slots as AsyncSender does): "
+            f"{alone[0]:,.1f} msg/s ({off_alone:+.2f}%), {alone[1]:.1f} µs CPU/msg"
         )
     if h2_rows:
         table(h2_rows, {args.http2_in_flight: h2_base} if h2_base else {}, "== HTTP/2 vs HTTP/1.1 over TLS")
     checks(rows, base)
     print(f"\n(latency bench took {time.perf_counter() - started:.0f} s)")
     return 0
+
+
+def granularities(args: Any) -> list[float | None]:
+    """--pacing-granularity: None (the policy's default) or the values listed."""
+    given = getattr(args, "pacing_granularity", None)
+    if not given:
+        return [None]
+    return [float(x) for x in str(given).split(",") if x.strip()]
 
 
 def checks(rows: list[Row], base: dict[int, Row]) -> None:

@@ -660,7 +660,9 @@ class AsyncSender(_BaseSender):
             if self.pacer is not None:
                 wait = self.pacer.reserve(recipient)
                 if wait > 0:
-                    await self._sleep(wait)
+                    # coalesced with the loop's other wake-ups on the policy's grid (one timer per window);
+                    # an injected sleep (tests) waits exactly
+                    await self.pacer.await_slot(wait, self._sleep)
             try:
                 # an in-flight slot is taken per request, after the token was asked for (a cold cache or a
                 # slow store holds no slot): in _send_direct, or by the pool's httpx transport

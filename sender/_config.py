@@ -32,7 +32,7 @@ import httpx
 
 from tokenstore import ConfigError, Section, is_loopback_host, load_config, resolve_config_path, shown_value
 
-from ._pacing import PacingPolicy
+from ._pacing import MAX_GRANULARITY, PacingPolicy
 from ._pool import ASYNC_TRANSPORTS, DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_TIMEOUT
 from ._retry import DEFAULT_RETRY_CODES, RetryPolicy
 
@@ -102,7 +102,7 @@ _RETRY_KEYS = (
     "max_wait",
     "deadline",
 )
-_PACING_KEYS = ("messages_per_second", "per_recipient_interval", "max_wait")
+_PACING_KEYS = ("messages_per_second", "per_recipient_interval", "max_wait", "granularity")
 _VERSION = re.compile(r"^v\d{1,3}\.\d{1,2}$")
 _ID = re.compile(r"^\d{1,32}$")
 
@@ -280,6 +280,7 @@ def _pacing(section: Section) -> PacingPolicy | None:
         messages_per_second=sub.get_float("messages_per_second", None, min=0.001),
         per_recipient_interval=sub.get_float("per_recipient_interval", None, min=0),
         max_wait=sub.get_float("max_wait", PacingPolicy().max_wait, min=0),
+        granularity=sub.get_float("granularity", PacingPolicy().granularity, min=0, max=MAX_GRANULARITY),
     )
     return policy if policy.enabled else None
 
