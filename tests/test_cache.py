@@ -551,3 +551,21 @@ def test_invalidate_of_a_token_no_longer_cached_keeps_the_stale_fallback() -> No
     backend.error = SecretNotFound("no such file", source=backend.source)
     clock.advance(100)
     assert cache.get_token() is current  # the TTL path: bounded stale as before
+
+
+def test_a_store_answer_is_not_logged_as_an_outage(caplog: pytest.LogCaptureFixture) -> None:
+    """ "Not found" (a numbers map before the first onboarding, a tenant that does not exist) is raised to the
+    caller and logged at INFO; only a transient failure (the store down) is a WARNING."""
+    cache, backend, clock = make()
+    backend.error = SecretNotFound("no such secret", source=backend.source)
+    with caplog.at_level(logging.INFO, logger="tokenstore"), pytest.raises(SecretNotFound):
+        cache.get_token()
+    failed = [r for r in caplog.records if "failed (SecretNotFound" in r.getMessage()]
+    assert [r.levelno for r in failed] == [logging.INFO]
+    caplog.clear()
+    clock.advance(100)  # past the backoff
+    backend.error = BackendUnavailable("connection refused", source=backend.source)
+    with caplog.at_level(logging.INFO, logger="tokenstore"), pytest.raises(BackendUnavailable):
+        cache.get_token()
+    failed = [r for r in caplog.records if "failed (BackendUnavailable" in r.getMessage()]
+    assert [r.levelno for r in failed] == [logging.WARNING]

@@ -26,6 +26,7 @@ A cache hit is one clock read and one comparison: no lock, no copy.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import threading
@@ -357,7 +358,11 @@ class CachingProvider(TokenProvider):
             delay = min(float(retry_after), self.policy.backoff_max)
         self._retry_at = now + delay
         self._last_error = error
-        logger.warning(
+        # an outage is worth a warning; "not found", "denied" or "malformed" is the store's answer, raised to the
+        # caller (or bridged, with its own warning): a missing numbers map before the first onboarding, or a
+        # caller asking for a tenant that does not exist, must not read like a store failure
+        logger.log(
+            logging.WARNING if error.transient else logging.INFO,
             "fetching the token from %s failed (%s; attempt %d); next attempt in %.2fs",
             self.source,
             type(error).__name__,
