@@ -42,8 +42,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from tokenstore import Token, TokenProvider
-from tokenstore._metrics import AuthStats, auth_stats, track_provider
+from tokenstore import AuthStats, Token, TokenProvider, auth_stats, track_provider
 
 from ._exceptions import AuthenticationError, SendError, error_from_graph
 

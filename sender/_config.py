@@ -30,8 +30,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tokenstore import ConfigError, Section, load_config, resolve_config_path
-from tokenstore._config import is_loopback_host, shown
+from tokenstore import ConfigError, Section, is_loopback_host, load_config, resolve_config_path, shown_value
 
 from ._pacing import MAX_GRANULARITY, PacingPolicy
 from ._pool import ASYNC_TRANSPORTS, DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_TIMEOUT
@@ -336,7 +335,7 @@ def settings_from_config(
     api_version = section.get_str("api_version", DEFAULT_API_VERSION)
     problem = check_api_version(api_version)
     if problem:
-        section.fail("api_version", f"{problem}, got {shown(api_version)}")
+        section.fail("api_version", f"{problem}, got {shown_value(api_version)}")
     if warn_api_version and api_version not in _warned_versions:
         notice = api_version_warning(api_version)
         if notice:

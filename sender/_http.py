@@ -40,7 +40,7 @@ def ssl_context(ca_bundle: str | None) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=ca_bundle)
 
 
-#: an answer the parsers read: an ``httpx.Response``, or the aiohttp path's ``Reply`` (status_code, headers,
+#: an answer the parsers read: an ``httpx.Response``, or the direct paths' ``Reply`` (status_code, headers,
 #: content, token)
 Answer = Any
 

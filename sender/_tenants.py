@@ -147,6 +147,12 @@ class TenantAuth(TokenAuth):
             retryable=False,
         )
 
+    def _changed(self, response: Any, old: Token, new: Token) -> None:
+        """Before the one resend after a rejection: a refetched disconnected marker (written while this
+        tenant's old token was still cached) ends the flow, it is never sent to Graph as a token."""
+        self._marked(new)
+        super()._changed(response, old, new)
+
     def _failure(self, response: httpx.Response, token: Token, *, refetched: Token | None) -> SendError:
         error = super()._failure(response, token, refetched=refetched)
         dead = refetched if refetched is not None else token

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tokenstore._version import __version__
+from tokenstore import __version__
 
 __all__ = ["USER_AGENT", "__version__"]
 

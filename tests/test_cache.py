@@ -441,3 +441,131 @@ def test_provider_errors_keep_their_type_through_the_cache() -> None:
     backend.error = tokenstore.AccessDenied("permission denied on secret/x", source=backend.source)
     with pytest.raises(tokenstore.AccessDenied, match="permission denied"):
         cache.get_token()
+
+
+# -- invalidate() and a secret the store no longer has ------------------------------------------------------------
+async def _get(cache: CachingProvider, mode: str) -> Token:
+    return cache.get_token() if mode == "sync" else await cache.aget_token()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_invalidate_then_not_found_raises_and_forgets_the_token(mode: str) -> None:
+    """A secret deleted in the store (a tenant offboarded) is not a store outage: once the cache was told to
+    forget, the store's "not found" is the answer, and the old token is never handed out again."""
+    cache, backend, clock = make(max_stale=1000, backoff_initial=2, backoff_max=2, rand=lambda: 1.0)
+    old = await _get(cache, mode)
+    backend.error = SecretNotFound("no such secret", source=backend.source)
+    cache.invalidate()
+    with pytest.raises(SecretNotFound, match="no such secret"):
+        await _get(cache, mode)
+    assert backend.calls == 2
+    assert cache.stats.stale_served == 0 and cache.stats.backend_errors == 1
+    assert cache.peek() is None  # forgotten, as after delete_secret()
+    with pytest.raises(SecretNotFound):  # within the backoff: the same answer, without asking the store
+        await _get(cache, mode)
+    assert backend.calls == 2
+    clock.advance(2.1)
+    backend.error = BackendUnavailable("connection refused", source=backend.source)
+    with pytest.raises(BackendUnavailable):  # the store then fails: still no token of the deleted secret
+        await _get(cache, mode)
+    assert cache.stats.stale_served == 0
+    clock.advance(2.1)
+    backend.error = None  # the secret is created again (the tenant onboarded again)
+    fresh = await _get(cache, mode)
+    assert fresh.reveal() == backend.value and fresh is not old
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        tokenstore.AccessDenied("permission denied on secret/x", source="scripted:test"),
+        tokenstore.SecretMalformed("the secret is empty", source="scripted:test"),
+        tokenstore.UnknownTenant("no secret for tenant 'acme'", tenant="acme"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+async def test_invalidate_then_a_non_transient_answer_serves_no_stale(mode: str, error: Exception) -> None:
+    """Only a store that cannot answer (a transient error) earns the stale fallback after invalidate(); a
+    refusal or unusable contents are the store's answer and surface as they are."""
+    cache, backend, clock = make(max_stale=1000)
+    await _get(cache, mode)
+    cache.invalidate()
+    backend.error = error
+    with pytest.raises(type(error)):
+        await _get(cache, mode)
+    assert cache.stats.stale_served == 0 and cache.peek() is None
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_invalidate_then_store_down_serves_stale_within_max_stale_then_unavailable(mode: str) -> None:
+    cache, backend, clock = make(max_stale=30, backoff_initial=1, backoff_max=1, rand=lambda: 1.0)
+    old = await _get(cache, mode)
+    clock.advance(20)  # well inside the TTL
+    cache.invalidate()  # the max_stale window starts now
+    backend.error = BackendUnavailable("timed out", source=backend.source)
+    assert await _get(cache, mode) is old
+    clock.advance(29)
+    assert await _get(cache, mode) is old
+    assert cache.stats.stale_served == 2
+    clock.advance(1.5)  # 30.5 s after the invalidation
+    with pytest.raises(BackendUnavailable, match="max_stale"):
+        await _get(cache, mode)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_invalidate_while_already_serving_stale_then_not_found_raises(mode: str) -> None:
+    """The store was down past the TTL (the token served stale); a 190 then invalidates; the store comes back
+    saying the secret is gone: that answer wins over the stale token."""
+    cache, backend, clock = make(refresh_ahead=0, max_stale=1000, backoff_initial=1, backoff_max=1, rand=lambda: 1.0)
+    old = await _get(cache, mode)
+    backend.error = BackendUnavailable("down", source=backend.source)
+    clock.advance(150)  # 50 s past the TTL
+    assert await _get(cache, mode) is old
+    cache.invalidate(old)
+    backend.error = SecretNotFound("no such secret", source=backend.source)
+    with pytest.raises(SecretNotFound):
+        await _get(cache, mode)
+    assert cache.peek() is None and cache.stats.stale_served == 1
+
+
+def test_not_found_after_the_ttl_without_invalidate_keeps_the_bounded_stale_fallback() -> None:
+    """Without invalidate() the cache has no reason to distrust its token: a not-found on the TTL's refetch
+    (a file being replaced by a tool that deletes first) is bridged like an outage, within max_stale."""
+    cache, backend, clock = make(refresh_ahead=0, max_stale=50)
+    old = cache.get_token()
+    backend.error = SecretNotFound("no such file", source=backend.source)
+    clock.advance(100)
+    assert cache.get_token() is old
+    assert cache.stats.stale_served == 1
+
+
+def test_invalidate_of_a_token_no_longer_cached_keeps_the_stale_fallback() -> None:
+    """``invalidate(token)`` for a token already replaced leaves the current entry as it is."""
+    cache, backend, clock = make(refresh_ahead=0, max_stale=50)
+    rejected = cache.get_token()
+    backend.value = canary()
+    cache.invalidate()
+    current = cache.get_token()
+    cache.invalidate(rejected)  # a late 190 for the old token: nothing to forget
+    backend.error = SecretNotFound("no such file", source=backend.source)
+    clock.advance(100)
+    assert cache.get_token() is current  # the TTL path: bounded stale as before
+
+
+def test_a_store_answer_is_not_logged_as_an_outage(caplog: pytest.LogCaptureFixture) -> None:
+    """ "Not found" (a numbers map before the first onboarding, a tenant that does not exist) is raised to the
+    caller and logged at INFO; only a transient failure (the store down) is a WARNING."""
+    cache, backend, clock = make()
+    backend.error = SecretNotFound("no such secret", source=backend.source)
+    with caplog.at_level(logging.INFO, logger="tokenstore"), pytest.raises(SecretNotFound):
+        cache.get_token()
+    failed = [r for r in caplog.records if "failed (SecretNotFound" in r.getMessage()]
+    assert [r.levelno for r in failed] == [logging.INFO]
+    caplog.clear()
+    clock.advance(100)  # past the backoff
+    backend.error = BackendUnavailable("connection refused", source=backend.source)
+    with caplog.at_level(logging.INFO, logger="tokenstore"), pytest.raises(BackendUnavailable):
+        cache.get_token()
+    failed = [r for r in caplog.records if "failed (BackendUnavailable" in r.getMessage()]
+    assert [r.levelno for r in failed] == [logging.WARNING]

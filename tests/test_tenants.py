@@ -407,6 +407,35 @@ def test_invalidate_touches_only_that_tenant(monkeypatch: pytest.MonkeyPatch) ->
     assert factory.reads() == 11
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_deleted_tenant_secret_after_invalidate_is_unknown_tenant_not_a_stale_token(
+    monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """A tenant offboarded elsewhere (its secret deleted): the 190 that follows invalidates its cache, and the
+    refetch says UnknownTenant instead of handing the old token back; the other tenants are untouched."""
+    values = env_tenants(monkeypatch, 3)
+    clock = FakeClock()
+    tenants, factory = counting_env(CachePolicy(ttl=300, refresh_ahead=0, jitter=0, max_stale=3600), clock=clock)
+
+    async def get(tenant: str) -> tokenstore.Token:
+        return tenants.get_token(tenant) if mode == "sync" else await tenants.aget_token(tenant)
+
+    for tenant in values:
+        await get(tenant)
+    rejected = await get("t1")
+    monkeypatch.delenv("TS_TENANT_t1")
+    tenants.invalidate("t1", rejected)
+    with pytest.raises(UnknownTenant, match="t1") as info:
+        await get("t1")
+    assert info.value.tenant == "t1"
+    with pytest.raises(UnknownTenant):  # the hit path does not serve it either
+        await get("t1")
+    assert tenants.provider("t1").stats.stale_served == 0
+    assert rejected.reveal() not in str(info.value)
+    assert (await get("t0")).reveal() == values["t0"] and (await get("t2")).reveal() == values["t2"]
+    assert factory.reads("t0") == factory.reads("t2") == 1
+
+
 def test_concurrent_cold_gets_threads_one_read_per_tenant(monkeypatch: pytest.MonkeyPatch) -> None:
     values = env_tenants(monkeypatch, 100)
     tenants, factory = counting_env(CachePolicy(ttl=300, refresh_ahead=0))

@@ -5,6 +5,16 @@
 'sha256:1a2b3c4d5e6f'
 
 Importing this package imports no cloud SDK: backends are loaded by name, on first use.
+
+Besides providers, tokens and errors, the package exports what code built on it needs (``sender``, the CLI,
+a third-party backend), so that nothing has to reach into a private module:
+
+* :func:`is_loopback_host` - whether a URL's host is this machine (plain ``http://`` is allowed only there);
+* :func:`shown_value` - a config value for an error message: short ones quoted, long ones (a pasted token?)
+  only described; :func:`mask_credentials` / :func:`masked` for any other text;
+* :class:`AuthStats`, :func:`auth_stats`, :func:`track_provider` - the per-provider counters an auth flow
+  (``sender.TokenAuth``) updates, read with :func:`provider_metrics` / :func:`metrics_snapshot`;
+* ``__version__`` - the distribution's version.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ from ._version import __version__
 
 if _typing.TYPE_CHECKING:  # type checkers see every name; at run time each loads on first use (import cost)
     from ._cache import CachePolicy, CacheStats, CachingProvider
-    from ._config import SecretRef, Section, load_config, resolve_config_path
+    from ._config import SecretRef, Section, is_loopback_host, load_config, resolve_config_path, shown_value
     from ._disconnected import DISCONNECTED_PREFIX, Disconnected, disconnected_marker
     from ._errors import (
         AccessDenied,
@@ -83,6 +93,7 @@ __all__ = [
     "expected_matches",
     "fingerprint_of",
     "get_backend_class",
+    "is_loopback_host",
     "load_config",
     "load_provider",
     "load_tenants",
@@ -95,6 +106,7 @@ __all__ = [
     "provider_metrics",
     "register_backend",
     "resolve_config_path",
+    "shown_value",
     "tenants_from_config",
     "track_provider",
 ]
@@ -107,11 +119,13 @@ _LAZY: dict[str, str] = {
     "CachingProvider": "._cache",
     "SecretRef": "._config",
     "Section": "._config",
+    "is_loopback_host": "._config",
     "load_config": "._config",
     "DISCONNECTED_PREFIX": "._disconnected",
     "Disconnected": "._disconnected",
     "disconnected_marker": "._disconnected",
     "resolve_config_path": "._config",
+    "shown_value": "._config",
     "AccessDenied": "._errors",
     "BackendNotInstalled": "._errors",
     "BackendUnavailable": "._errors",

@@ -13,13 +13,20 @@ Semantics (all durations in seconds, on an injectable monotonic clock):
   unreachable store).
 * **Backoff** - after a failure the store is not asked again before an exponentially growing, jittered
   delay (``backoff_initial`` doubling up to ``backoff_max``; a store's ``retry_after`` hint is honoured).
-* **invalidate()** - the next call goes to the store (the old token stays as the stale fallback).
+* **invalidate()** - the next call goes to the store. The old token stays the stale fallback for a store that
+  cannot answer (a *transient* error: :class:`~tokenstore.BackendUnavailable` - down, sealed, throttling,
+  timing out); when the store does answer, with :class:`~tokenstore.SecretNotFound` (the secret was deleted:
+  a tenant offboarded), :class:`~tokenstore.AccessDenied` or :class:`~tokenstore.SecretMalformed`, that
+  answer is raised and the old token is forgotten, as after :meth:`~CachingProvider.delete_secret`. (Without
+  an invalidate, the TTL's refetch bridges any failure within ``max_stale``: the cache has no reason yet to
+  distrust its token, and a file replaced by a tool that deletes it first must not stop the senders.)
 
 A cache hit is one clock read and one comparison: no lock, no copy.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import threading
@@ -117,12 +124,14 @@ class CacheStats:
 
 
 class _Entry:
-    __slots__ = ("expires_at", "refresh_at", "token")
+    __slots__ = ("expires_at", "invalidated", "refresh_at", "token")
 
-    def __init__(self, token: Token, refresh_at: float, expires_at: float) -> None:
+    def __init__(self, token: Token, refresh_at: float, expires_at: float, *, invalidated: bool = False) -> None:
         self.token = token
         self.refresh_at = refresh_at
         self.expires_at = expires_at
+        #: invalidate() was called for this token: only a transient error may still serve it (stale)
+        self.invalidated = invalidated
 
 
 if TYPE_CHECKING:  # asyncio and concurrent.futures are imported on the slow path only (import cost)
@@ -349,7 +358,11 @@ class CachingProvider(TokenProvider):
             delay = min(float(retry_after), self.policy.backoff_max)
         self._retry_at = now + delay
         self._last_error = error
-        logger.warning(
+        # an outage is worth a warning; "not found", "denied" or "malformed" is the store's answer, raised to the
+        # caller (or bridged, with its own warning): a missing numbers map before the first onboarding, or a
+        # caller asking for a tenant that does not exist, must not read like a store failure
+        logger.log(
+            logging.WARNING if error.transient else logging.INFO,
             "fetching the token from %s failed (%s; attempt %d); next attempt in %.2fs",
             self.source,
             type(error).__name__,
@@ -360,6 +373,17 @@ class CachingProvider(TokenProvider):
 
     def _fallback(self, error: ProviderError, now: float, *, fresh_failure: bool) -> Token:
         entry = self._entry
+        if entry is not None and entry.invalidated and not error.transient:
+            # the store answered (the secret is gone, we may not read it, its contents are unusable) after the
+            # caller stopped trusting this token: that answer stands, and the token is not handed out again
+            self._forget(entry)
+            logger.info(
+                "%s answered %s after the cached token %s was invalidated: forgotten, not served stale",
+                self.source,
+                type(error).__name__,
+                entry.token.fingerprint,
+            )
+            raise error
         if entry is not None and now - entry.expires_at <= self.policy.max_stale:
             self.stats.stale_served += 1
             if fresh_failure:
@@ -446,8 +470,10 @@ class CachingProvider(TokenProvider):
     def invalidate(self, token: Token | None = None) -> None:
         """Make the next call go to the store. With ``token``: only if that is still the cached token.
 
-        The forgotten token stays available as the stale fallback (its ``max_stale`` window starts now),
-        and any backoff is cleared so the store is asked at once.
+        The forgotten token stays available as the stale fallback while the store fails with a transient
+        error (its ``max_stale`` window starts now, or earlier if it is already past its TTL); a non-transient
+        answer (:class:`~tokenstore.SecretNotFound`, ...) is raised instead and the token dropped. Any backoff
+        is cleared so the store is asked at once.
         """
         now = self._clock()
         with self._lock:
@@ -456,8 +482,10 @@ class CachingProvider(TokenProvider):
                 # somebody already refetched since this token was handed out: even if the store gave the
                 # same value back, that answer is newer than the rejection; asking again would not help
                 return
-            if entry is not None and entry.expires_at > now:
-                self._entry = _Entry(entry.token, now, now)
+            if entry is not None:  # past its TTL already (served stale), its max_stale window keeps its start
+                self._entry = _Entry(
+                    entry.token, min(entry.refresh_at, now), min(entry.expires_at, now), invalidated=True
+                )
             self._retry_at = _NEVER
             self._failures = 0
         self.stats.invalidations += 1
@@ -489,17 +517,22 @@ class CachingProvider(TokenProvider):
         try:
             self.inner.delete_secret()
         finally:
-            with self._lock:
-                self._entry = None
+            self._forget()
             self.inner.invalidate()
 
     async def adelete_secret(self) -> None:
         try:
             await self.inner.adelete_secret()
         finally:
-            with self._lock:
-                self._entry = None
+            self._forget()
             self.inner.invalidate()
+
+    def _forget(self, entry: _Entry | None = None) -> None:
+        """Drop the cached token (no stale fallback left); with ``entry``, only while that is still the cached one
+        (a fetch that settled meanwhile keeps its newer token)."""
+        with self._lock:
+            if entry is None or self._entry is entry:
+                self._entry = None
 
     async def aput_token(self, value: str, *, expected: Token | str | None = None) -> str | None:
         try:

@@ -24,8 +24,10 @@ __all__ = [
     "SecretRef",
     "Section",
     "find_config_path",
+    "is_loopback_host",
     "load_config",
     "resolve_config_path",
+    "shown_value",
 ]
 
 ENV_CONFIG_VAR = "TOKENSTORE_CONFIG"
@@ -70,15 +72,23 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def shown(value: str) -> str:
+def shown_value(value: str) -> str:
     """A config value for an error message: short values quoted, long ones described, never echoed.
 
     A long value in a field that expects a word or a number is most likely a token pasted in the wrong place;
     repeating it would carry it into logs and CI output.
+
+    >>> shown_value("v27")
+    "'v27'"
+    >>> shown_value("EAA" + "x" * 40)
+    'a value of 43 characters (not shown: it may be a secret)'
     """
     if len(value) <= 24:
         return repr(value)
     return f"a value of {len(value)} characters (not shown: it may be a secret)"
+
+
+shown = shown_value  # the name tokenstore's own modules use
 
 
 def _name(name: str) -> str:

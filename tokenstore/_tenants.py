@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._cache import CachePolicy, CachingProvider
+from ._cache import CachePolicy, CachingProvider, _Entry
 from ._config import Section, shown
 from ._errors import ConfigError, InvalidTenantKey, SecretMalformed, SecretNotFound, UnknownTenant, WriteConflict
 from ._provider import Backend, TokenProvider
@@ -196,6 +196,11 @@ class _TenantCache(CachingProvider):
         if entry is not None:
             self.slot.refresh_at = entry.refresh_at
             self.slot.token = entry.token
+
+    def _forget(self, entry: _Entry | None = None) -> None:
+        super()._forget(entry)
+        if self._entry is None:  # the slot's token is then never served (its deadline has passed for good)
+            self.slot.refresh_at = -math.inf
 
     def _unknown(self, exc: SecretNotFound) -> UnknownTenant:
         return UnknownTenant(

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from tokenstore._config import is_loopback_host
+from tokenstore import is_loopback_host
 
 from ._business import BUSINESS_SCOPES, Business, PhoneNumber
 from ._clock import Clock, ManualClock, SystemClock

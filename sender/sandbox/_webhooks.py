@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-from tokenstore import fingerprint_of
-from tokenstore._config import is_loopback_host
+from tokenstore import fingerprint_of, is_loopback_host
 
 if TYPE_CHECKING:
     import httpx

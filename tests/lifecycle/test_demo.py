@@ -65,3 +65,30 @@ def test_version_time() -> None:
 
     assert version_time("1764580207570190123") == "2025-12-01 09:10:07.570190 UTC"
     assert version_time("3") == "3" and version_time(None) == "-"
+
+
+def test_demo_prints_each_library_warning_once_next_to_its_step(capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo's nested ``check --all`` prints its warnings at its own end; the demo's own held warnings come
+    right after the step that caused them, and none is printed again at exit: the last line is "Next:"."""
+    import contextlib
+    import sys
+
+    with contextlib.redirect_stderr(sys.stdout):  # one stream, as on a terminal: the order is what a person sees
+        assert main(["demo"]) == 0
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    warnings = [line for line in lines if line.startswith("tokenstore: warning: ")]
+    assert warnings, "the fleet part has warnings to show"
+    assert len(warnings) == len(set(warnings)), [w for w in warnings if warnings.count(w) > 1]
+    assert lines[-1].startswith("Next: ")
+
+    def at(prefix: str) -> int:
+        return next(i for i, line in enumerate(lines) if line.startswith(prefix))
+
+    fleet = at("The fleet: ")
+    check, checked = at("6. tokenstore check --all:"), at("   (exit 1: a disconnected tenant")
+    inside_check = [line for line in lines[check:checked] if line.startswith("tokenstore: warning: ")]
+    assert any(re.search(r"tenant \d+ is disconnected \(PARTNER_APP_UNINSTALLED\)", w) for w in inside_check)
+    assert any("ask the customer to reconnect" in w for w in inside_check)
+    marked = next(i for i, line in enumerate(lines) if re.search(r"warning: tenant \d+ marked disconnected", line))
+    assert at("5. customer B removed the app") < marked < check  # right after the step whose webhook marked it
+    assert all(i > fleet for i, line in enumerate(lines) if "disconnected" in line and line in warnings)

@@ -591,6 +591,46 @@ def test_tenant_sender_refuses_a_disconnected_tenant_before_any_request(fleet: F
     assert fleet.sandbox.route_counts()["messages"] == 0
 
 
+@pytest.mark.parametrize("mode", ["sync", "native", "aiohttp", "httpx"])
+def test_a_marker_written_while_the_old_token_was_cached_is_never_sent(fleet: Fleet, mode: str) -> None:
+    """The customer uninstalls and another replica marks the tenant while this sender still has the old token
+    cached: that send gets 190, the refetch finds the marker, and the flow ends there (no resend carrying it)."""
+    import asyncio
+
+    def another_replica_marks() -> None:
+        fleet.sandbox.uninstall(tenant)
+        with tokenstore.tenants_from_config(data) as elsewhere:
+            sender.mark_disconnected(elsewhere, tenant, graph=None)
+
+    tenant = fleet.add("leaving")
+    number = fleet.sandbox.business(tenant).phone_number_id
+    data = yaml.safe_load(fleet.config.read_text())
+    data["tenants"]["numbers"] = {number: tenant}
+    with tokenstore.tenants_from_config(data) as tenants:
+        if mode == "sync":
+            with sender.TenantSender(tenants, base_url=fleet.sandbox.url) as senders:
+                senders.for_number(number).send_text("15551234567", "before")
+                another_replica_marks()
+                with pytest.raises(sender.TenantDisconnected, match="PARTNER_APP_UNINSTALLED") as info:
+                    senders.for_number(number).send_text("15551234567", "after")
+        else:
+
+            async def run() -> pytest.ExceptionInfo[sender.TenantDisconnected]:
+                async with sender.AsyncTenantSender(
+                    tenants, base_url=fleet.sandbox.url, async_transport=mode
+                ) as senders:
+                    await senders.for_number(number).send_text("15551234567", "before")
+                    another_replica_marks()
+                    with pytest.raises(sender.TenantDisconnected, match="PARTNER_APP_UNINSTALLED") as caught:
+                        await senders.for_number(number).send_text("15551234567", "after")
+                    return caught
+
+            info = asyncio.run(run())
+    assert info.value.tenant == tenant
+    # the first send, and the second with the old (cached, now dead) token: no third request with the marker
+    assert fleet.sandbox.route_counts()["messages"] == 2
+
+
 def test_a_verified_uninstall_webhook_marks_the_tenant(fleet: Fleet) -> None:
     """The sandbox's uninstall, delivered as a signed webhook, parsed into sender's typed event, handled."""
     tenant = fleet.add("leaves")

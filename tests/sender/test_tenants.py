@@ -235,6 +235,37 @@ def test_revoked_and_not_rotated_is_tenant_disconnected(tenants: Tenants, caplog
     assert isinstance(copy, sender.TenantDisconnected) and copy.tenant == a.waba_id
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_tenant_offboarded_elsewhere_is_unknown_tenant_not_its_stale_token(tenants: Tenants, mode: str) -> None:
+    """Another replica offboarded A (its secret deleted, its token revoked at Meta) while this one still had A's
+    token cached: the 190 invalidates, the store says the secret is gone, and that is the error (UnknownTenant),
+    not the cached token handed back as stale (which made it TenantDisconnected). Nothing is resent."""
+    a, b, _ = tenants.businesses
+    if mode == "sync":
+        with make(tenants) as senders:
+            senders.for_number(a.phone_number_id).send_text(TO, "a before")
+            (tenants.folder / a.waba_id).unlink()
+            tenants.sandbox.revoke_business_token(a.waba_id)
+            with pytest.raises(UnknownTenant) as caught:
+                senders.for_number(a.phone_number_id).send_text(TO, "a after")
+            senders.for_number(b.phone_number_id).send_text(TO, "b keeps sending")
+            stale = senders.tenants.provider(a.waba_id).stats.stale_served
+    else:
+        async with make_async(tenants) as asenders:
+            await asenders.for_number(a.phone_number_id).send_text(TO, "a before")
+            (tenants.folder / a.waba_id).unlink()
+            tenants.sandbox.revoke_business_token(a.waba_id)
+            with pytest.raises(UnknownTenant) as caught:
+                await asenders.for_number(a.phone_number_id).send_text(TO, "a after")
+            await asenders.for_number(b.phone_number_id).send_text(TO, "b keeps sending")
+            stale = asenders.tenants.provider(a.waba_id).stats.stale_served
+    assert caught.value.tenant == a.waba_id and stale == 0
+    assert CANARY_MARK not in str(caught.value)
+    rejected = [r for r in tenants.sandbox.requests if r.status != 200]
+    assert len(rejected) == 1  # the one send with the revoked token; no resend
+    assert tenants.sandbox.received_counts() == {"a before": 1, "b keeps sending": 1}
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0

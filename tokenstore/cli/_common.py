@@ -33,7 +33,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any, NoReturn, TextIO
+from typing import IO, Any, ClassVar, NoReturn, TextIO
 
 from .. import ConfigError, ProviderError, TokenStoreError, mask_credentials
 
@@ -56,6 +56,7 @@ __all__ = [
     "error",
     "exit_code_for",
     "guarded",
+    "narrate",
     "non_negative",
     "output_file",
     "plural",
@@ -338,17 +339,53 @@ def describe_error(exc: BaseException) -> str:
 class _LibraryWarnings(logging.Handler):
     """Without ``-v``: holds the libraries' warning records while a command runs. They are printed as
     ``tokenstore: warning: ...`` lines when it ends, or dropped when it fails: its one error line says what
-    went wrong (one message per failure; ``-v`` shows every record as it happens)."""
+    went wrong (one message per failure; ``-v`` shows every record as it happens). Each message is printed
+    once per command.
+
+    A command run inside another (the demo runs ``check --all``) holds its own: while it runs, records go to
+    the innermost holder only, which prints them at the inner command's end; the outer one never sees them,
+    so they are not printed a second time when the outer command ends. A command that narrates its steps
+    prints what it holds as it goes (:func:`narrate`)."""
+
+    #: the holders of the commands running now, innermost last
+    running: ClassVar[list[_LibraryWarnings]] = []  # one stack shared by every holder
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
+        self._printed: set[str] = set()
+        self._shown = 0  # messages[:_shown] have been through show()
 
     def emit(self, record: logging.LogRecord) -> None:
+        running = self.running
+        if running and running[-1] is not self:  # a nested command's record: that command prints it
+            return
         try:
             self.messages.append(record.getMessage())
         except Exception:
             self.messages.append("(a log record could not be formatted)")
+
+    def show(self) -> None:
+        """Print the messages held since the last call, each once per command."""
+        self.acquire()  # the lock emit() runs under (records may come from the libraries' threads)
+        try:
+            pending, self._shown = self.messages[self._shown :], len(self.messages)
+        finally:
+            self.release()
+        for message in dict.fromkeys(pending):  # in order
+            if message not in self._printed:
+                self._printed.add(message)
+                warning(message)
+
+
+def narrate(text: str) -> None:
+    """One line of a command that tells what it does step by step (the demo), printed at once, then the
+    library warnings held since the previous line: each warning shows right after the step that caused it,
+    not all of them at the command's end."""
+    print(text, flush=True)
+    running = _LibraryWarnings.running
+    if running:
+        running[-1].show()
 
 
 def command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -364,6 +401,7 @@ def command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
         held = _LibraryWarnings() if quiet else None
         root = logging.getLogger()
         if held is not None:
+            _LibraryWarnings.running.append(held)
             root.addHandler(held)
         try:
             try:
@@ -377,9 +415,9 @@ def command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
         finally:
             if held is not None:
                 root.removeHandler(held)
+                _LibraryWarnings.running.remove(held)
         if held is not None and _Run.error is None:
-            for message in dict.fromkeys(held.messages):  # each once, in order
-                warning(message)
+            held.show()
         if getattr(args, "json", False) and not _Run.emitted:
             emit(args, {}, code=code, status=status)
         return code

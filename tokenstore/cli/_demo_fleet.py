@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import EXIT_OK, EXIT_PROBLEM
+from ._common import EXIT_OK, EXIT_PROBLEM, narrate
 
 if TYPE_CHECKING:
     from sender.sandbox import Sandbox
@@ -29,7 +29,7 @@ RECIPIENT = "15551234567"
 
 
 def _say(text: str) -> None:
-    print(text, flush=True)
+    narrate(text)  # and the library warnings its step caused, right after it
 
 
 def run_fleet(sandbox: Sandbox, folder: Path, config_path: Path) -> int:

@@ -22,7 +22,7 @@ from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from ._common import EXIT_OK, EXIT_PROBLEM
+from ._common import EXIT_OK, EXIT_PROBLEM, narrate
 
 if TYPE_CHECKING:
     from sender import WebhookEvent
@@ -45,7 +45,7 @@ class _Server(ThreadingMixIn, WSGIServer):
 
 
 def _say(text: str) -> None:
-    print(text, flush=True)
+    narrate(text)  # and the library warnings its step caused, right after it
 
 
 def run_webhooks(sandbox: Sandbox, folder: Path, config_path: Path, secret_path: Path) -> int:

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._common import EXIT_OK, EXIT_PROBLEM, command
+from ._common import EXIT_OK, EXIT_PROBLEM, command, narrate
 
 if TYPE_CHECKING:
     from sender.sandbox import ManualClock, Sandbox
@@ -70,7 +70,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _say(text: str) -> None:
-    print(text, flush=True)
+    narrate(text)  # and the library warnings its step caused, right after it
 
 
 def version_time(version: str | None) -> str:
