@@ -99,6 +99,29 @@ POOL_LIMITS = httpx.Limits(
 _POOL_OPTIONS = ("max_connections", "max_in_flight", "ca_bundle", "transport")
 
 
+#: headers the HTTP client writes itself from the request (a caller's value would be sent twice)
+_FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def _checked_headers(headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    """The ``headers=`` option, checked once: names are HTTP tokens, values one line of text; framing headers
+    (Host, Content-Length, Transfer-Encoding, Connection) are the client's own. ValueError names the header,
+    never its value (it may be a credential)."""
+    if not headers:
+        return None
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise ValueError(f"headers: {str(name)[:40]!r} is not an HTTP header name")
+        if name.lower() in _FRAMING_HEADERS:
+            raise ValueError(f"headers: {name} is set by the HTTP client itself; leave it out")
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise ValueError(f"headers: the value of {name} must be one line of text (no CR, LF or NUL)")
+        checked[name] = value
+    return checked
+
+
 def _mask_recipient(to: str | None) -> str:
     """A recipient for logs: the last 4 digits only (phone numbers are personal data)."""
     if not to:
@@ -201,6 +224,7 @@ class _BaseSender:
             self._pool_options["max_connections"] = max_connections
         self._transport = transport
         #: headers of every request beyond the pool's User-Agent and Accept (None: none)
+        headers = _checked_headers(headers)
         self._extra_headers = dict(headers) if headers else None
         self._headers = {**default_headers(), **(headers or {})}
         self._rand = rand

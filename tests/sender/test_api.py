@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import subprocess
 import sys
 import types
@@ -12,6 +13,7 @@ import pytest
 
 import sender
 import sender.sandbox
+import tokenstore
 from tests.contract import Counting
 from tests.sender.conftest import Store
 from tokenstore.backends.file import FileBackend
@@ -153,3 +155,22 @@ def test_import_does_no_network_and_no_sdk() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"Host": "graph.example"}, "Host is set by the HTTP client itself"),
+        ({"Content-Length": "3"}, "Content-Length is set by the HTTP client itself"),
+        ({"X-Trace": "a\r\nX-Evil: 1"}, "value of X-Trace must be one line"),
+        ({"bad name": "v"}, "'bad name' is not an HTTP header name"),
+    ],
+)
+def test_custom_headers_are_checked_once_at_construction(headers: dict[str, str], message: str) -> None:
+    """Every transport writes them as given: a framing header would be sent twice, a line break would forge
+    headers. The error names the header, never its value (it may be a credential)."""
+    provider = tokenstore.provider_from_config({"token": {"backend": "file", "file": {"path": "/nonexistent"}}})
+    for make in (sender.Sender, sender.AsyncSender):
+        with pytest.raises(ValueError, match=re.escape(message)) as info:
+            make(provider, phone_number_id="1", headers=headers)
+        assert "X-Evil" not in str(info.value) and "graph.example" not in str(info.value)
