@@ -1090,8 +1090,8 @@ async def test_concurrency_n_opens_at_most_n_connections(serve: Callable[..., Se
     assert server.accepted == n and len(server.requests) == 3 * n and len(idle(session)) == n
 
 
-async def test_max_connections_bounds_the_idle_ones(serve: Callable[..., Server]) -> None:
-    n = 5
+def answering_together(serve: Callable[..., Server], n: int) -> Server:
+    """A server that answers once ``n`` requests are in (so ``n`` connections are open at once)."""
     barrier = threading.Barrier(n, timeout=20)
 
     def script(peer: Peer) -> None:
@@ -1099,7 +1099,12 @@ async def test_max_connections_bounds_the_idle_ones(serve: Callable[..., Server]
             barrier.wait()
             peer.send(OK)
 
-    server = serve(script)
+    return serve(script)
+
+
+async def test_max_connections_bounds_the_idle_ones(serve: Callable[..., Server]) -> None:
+    n = 5
+    server = answering_together(serve, n)
     session = WireSession(max_connections=2)
     try:
         await asyncio.gather(*(post(session, server) for _ in range(n)))
@@ -1111,14 +1116,7 @@ async def test_max_connections_bounds_the_idle_ones(serve: Callable[..., Server]
 
 async def test_aclose_closes_everything(serve: Callable[..., Server]) -> None:
     n = 3
-    barrier = threading.Barrier(n, timeout=20)
-
-    def script(peer: Peer) -> None:
-        while peer.read_request() is not None:
-            barrier.wait()
-            peer.send(OK)
-
-    server = serve(script)
+    server = answering_together(serve, n)
     session = WireSession()
     await asyncio.gather(*(post(session, server) for _ in range(n)))
     conns = idle(session)
