@@ -712,7 +712,9 @@ class TestAzureTenants(TenantContract):
         credentials: list[StaticCredential] = []
 
         def make() -> AzureBackend:
-            b = backend(kv, "unused")
+            # 1,000 concurrent cold gets reach the local Key Vault fake at once: under load its answers can take
+            # longer than the default 5 s test timeout (a flake seen at load average 4), so allow 30
+            b = backend(kv, "unused", timeout=30.0)
             credentials.append(b._given_credential)
             return b
 
