@@ -181,6 +181,8 @@ class _Parser:
         if not code.isdigit() or (len(status_line) > 12 and status_line[12:13] != b" "):
             raise _BadResponse("a malformed status code")
         status = int(code)
+        if status < 100:  # RFC 9110 15: three digits, the first 1-5 (6xx-9xx are read as their class below)
+            raise _BadResponse(f"a status code below 100 ({status:03d})")
         if 100 <= status < 200:
             if status == 101:
                 raise _BadResponse("an unrequested protocol switch (101)")

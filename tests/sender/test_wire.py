@@ -332,6 +332,9 @@ def test_parser_status_line_variants() -> None:
     assert parse(b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n").status == 200  # no reason phrase
     assert parse(b"HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n").status == 404
     assert parse(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n").status == 500
+    for odd in (b"000", b"099"):
+        with pytest.raises(_BadResponse, match="below 100"):
+            parse(b"HTTP/1.1 " + odd + b" Odd\r\nContent-Length: 0\r\n\r\n")
 
 
 def test_parser_trailers_and_chunk_extensions_are_ignored() -> None:
