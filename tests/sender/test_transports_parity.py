@@ -193,6 +193,18 @@ def test_a_proxy_in_the_environment_keeps_httpx(monkeypatch: pytest.MonkeyPatch,
         assert client.transport_name == "urllib3"
 
 
+async def test_a_proxy_in_the_environment_keeps_httpx_for_async_too(
+    monkeypatch: pytest.MonkeyPatch, store: Store
+) -> None:
+    """The native client has no proxy support: with a proxy named, ``auto`` picks httpx, which honours it."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    async with sender.AsyncSender(store.cached(), phone_number_id="1") as client:
+        assert client.transport_name == "httpx"
+    monkeypatch.delenv("HTTPS_PROXY")
+    async with sender.AsyncSender(store.cached(), phone_number_id="1") as client:
+        assert client.transport_name == "native"
+
+
 # -- a TokenAuth subclass that customizes the httpx flows keeps its customization on the direct paths ----------
 class CheckingAuth(sender.TokenAuth):
     """Like a tenant's flow: a check before every request (here: counted, and refusing once told to)."""
