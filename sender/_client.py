@@ -223,8 +223,8 @@ class _BaseSender:
         if max_connections is not None:
             self._pool_options["max_connections"] = max_connections
         self._transport = transport
-        #: headers of every request beyond the pool's User-Agent and Accept (None: none)
         headers = _checked_headers(headers)
+        #: headers of every request beyond the pool's User-Agent and Accept (None: none)
         self._extra_headers = dict(headers) if headers else None
         self._headers = {**default_headers(), **(headers or {})}
         self._rand = rand
@@ -717,8 +717,9 @@ class AsyncSender(_BaseSender):
             await self._sleep(self._give_up_or_wait(outcome, attempt, started))
 
     async def _send_direct(self, data: bytes, token: Token, secret: Token | None) -> Reply:
-        """One POST on aiohttp's pool carrying ``token`` (the step :meth:`TokenAuth.arun` repeats on a 401):
-        :meth:`_wire` inlined (the hot path; one coroutine frame less per message)."""
+        """One POST on the direct path's session (native or aiohttp) carrying ``token`` (the step
+        :meth:`TokenAuth.arun` repeats on a 401): :meth:`_wire` inlined (the hot path; one coroutine frame less
+        per message)."""
         headers = self._direct_headers.copy()
         headers["Authorization"] = self.auth.bearer(token)
         url = self.messages_url
