@@ -105,27 +105,19 @@ class _Parser:
             self.buf = b""
         while buf and self.state != _DONE:
             state = self.state
-            if state == _LENGTH:
+            if state in (_LENGTH, _CHUNK_DATA):  # counted bytes: the whole body, or one chunk of it
                 take = buf[: self.left]
                 self.body += take
                 self.left -= len(take)
                 buf = buf[len(take) :]
                 if self.left == 0:
-                    self.state = _DONE
+                    self.state = _DONE if state == _LENGTH else _CHUNK_END
                 continue
             if state == _UNTIL_CLOSE:
                 self.body += buf
                 if len(self.body) > MAX_BODY:
                     raise _BadResponse(f"a body of more than {MAX_BODY} bytes")
                 return
-            if state == _CHUNK_DATA:
-                take = buf[: self.left]
-                self.body += take
-                self.left -= len(take)
-                buf = buf[len(take) :]
-                if self.left == 0:
-                    self.state = _CHUNK_END
-                continue
             # the line-based states: head, chunk size, the CRLF after a chunk, trailers
             if state == _HEAD:
                 end = buf.find(b"\r\n\r\n", scanned)
