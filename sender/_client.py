@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from tokenstore import Token, TokenProvider, provider_from_config
+from tokenstore import Token, TokenProvider, provider_from_config, shown_value
 
 from ._auth import TokenAuth
 from ._config import (
@@ -104,6 +104,12 @@ _FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "co
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
+def _header_label(name: str) -> str:
+    """A header name for an error: quoted when short, else only its length (a pasted token is not echoed)."""
+    shown = shown_value(name)
+    return shown if shown.startswith(("'", '"')) else f"a header whose name is {shown}"
+
+
 def _checked_headers(headers: Mapping[str, str] | None) -> dict[str, str] | None:
     """The ``headers=`` option, checked once: names are HTTP tokens, values one line of text; framing headers
     (Host, Content-Length, Transfer-Encoding, Connection) are the client's own. ValueError names the header,
@@ -113,11 +119,11 @@ def _checked_headers(headers: Mapping[str, str] | None) -> dict[str, str] | None
     checked: dict[str, str] = {}
     for name, value in headers.items():
         if not isinstance(name, str) or not _HEADER_NAME.match(name):
-            raise ValueError(f"headers: {str(name)[:40]!r} is not an HTTP header name")
+            raise ValueError(f"headers: {_header_label(str(name))} is not an HTTP header name")
         if name.lower() in _FRAMING_HEADERS:
             raise ValueError(f"headers: {name} is set by the HTTP client itself; leave it out")
         if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-            raise ValueError(f"headers: the value of {name} must be one line of text (no CR, LF or NUL)")
+            raise ValueError(f"headers: the value of {_header_label(name)} must be one line of text (no CR, LF or NUL)")
         checked[name] = value
     return checked
 

@@ -162,8 +162,10 @@ def test_import_does_no_network_and_no_sdk() -> None:
     [
         ({"Host": "graph.example"}, "Host is set by the HTTP client itself"),
         ({"Content-Length": "3"}, "Content-Length is set by the HTTP client itself"),
-        ({"X-Trace": "a\r\nX-Evil: 1"}, "value of X-Trace must be one line"),
+        ({"X-Trace": "a\r\nX-Evil: 1"}, "value of 'X-Trace' must be one line"),
         ({"bad name": "v"}, "'bad name' is not an HTTP header name"),
+        ({"EAAGgraph.example TOKEN0123456789abcdef": "v"}, "a header whose name is a value of 39 characters (not"),
+        ({"EAAGgraph.example0123456789abcdefghijkl": "a\n"}, "value of a header whose name is a value of 39"),
     ],
 )
 def test_custom_headers_are_checked_once_at_construction(headers: dict[str, str], message: str) -> None:
